@@ -1,0 +1,1 @@
+"""Workstation toolchain: train, quantise, evaluate and package the classifier."""

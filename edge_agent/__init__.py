@@ -1,0 +1,1 @@
+"""The device daemon of mask-edge: camera to compliance events over MQTT."""

@@ -1,0 +1,93 @@
+"""The config is strict: bad keys and values are refused with file, line and path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge_agent.config import describe, load_config
+from edge_agent.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def agent(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edge_agent", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+
+
+def test_shipped_config_is_valid() -> None:
+    result = agent("check-config", "config/agent.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
+
+
+def test_unknown_key_names_file_line_and_path(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text("device_id: door\nmqtt:\n  host: 127.0.0.1\n  hots: x\n")
+    result = agent("check-config", str(path))
+    assert result.returncode == 78
+    assert f"{path}:4: mqtt.hots: unknown key; did you mean 'host'?" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_wrong_type_and_range_are_both_reported(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text("mqtt:\n  port: eighteen\nheartbeat:\n  interval_s: 0\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert f"{path}:2: mqtt.port: expected an integer, got 'eighteen'" in message
+    assert f"{path}:4: heartbeat.interval_s: expected at least 1.0, got 0" in message
+
+
+def test_bad_choice_and_section_type(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text("detector:\n  kind: blazeface\nsource: camera\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "detector.kind: expected one of yunet, haar" in str(caught.value)
+    assert f"{path}:3: source: expected a mapping of keys" in str(caught.value)
+
+
+def test_bool_is_not_an_integer(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text("mqtt:\n  port: true\n")
+    with pytest.raises(ConfigError, match=r"mqtt\.port: expected an integer"):
+        load_config(path)
+
+
+def test_missing_file_exits_78(tmp_path: Path) -> None:
+    result = agent("run", "--config", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 78
+    assert "nope.yaml cannot be read" in result.stderr
+
+
+def test_broken_yaml_exits_78(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text("mqtt: [unclosed\n")
+    result = agent("check-config", str(path))
+    assert result.returncode == 78
+    assert "not valid YAML" in result.stderr
+
+
+def test_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text("classifier:\n  model_dir: models/current\n")
+    config = load_config(path)
+    assert config.classifier.model_dir == str(tmp_path / "models" / "current")
+
+
+def test_every_key_is_documented_in_the_shipped_config() -> None:
+    text = (ROOT / "config" / "agent.yaml").read_text()
+    for key, _, _, help_text in describe():
+        assert key.rsplit(".", 1)[-1] + ":" in text, key
+        assert help_text
