@@ -105,6 +105,11 @@ class Publisher:
             self._config.topic("heartbeat"), json.dumps(heartbeat), qos=0
         )
 
+    def publish_retained(self, leaf: str, payload: dict[str, Any] | str) -> None:
+        """Publish a device state (``camera``, ``model``...) that late joiners see."""
+        text = payload if isinstance(payload, str) else json.dumps(payload)
+        self._client.publish(self._config.topic(leaf), text, qos=1, retain=True)
+
     def unacknowledged(self) -> int:
         """Events handed to paho that the broker has not acknowledged yet."""
         with self._lock:
