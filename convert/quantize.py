@@ -77,7 +77,7 @@ def to_int8(model: Any, representative: np.ndarray, io_dtype: str = "uint8") -> 
 
 def _export_saved_model(model: Any, directory: Path) -> None:
     # Keras 3 models export their serving function; tf_keras models save directly.
-    if hasattr(model, "export"):
+    if not type(model).__module__.startswith("tf_keras"):
         model.export(str(directory), verbose=False)
     else:
         import tensorflow as tf
