@@ -1,4 +1,12 @@
-"""MQTT publishing: availability, compliance events and heartbeats."""
+"""MQTT publishing: availability, compliance events, heartbeats and discovery.
+
+Every event goes to the outbox first; a sender thread hands it to paho and the
+broker's PUBACK removes it. New events go out at once; events stored while the
+broker was away (or left by an earlier run) drain in ``seq`` order beside them,
+at most ``outbox.drain_rate`` a second and ``outbox.drain_window`` unacknowledged
+at a time, so a long backlog never holds up what happens now. Nothing here
+blocks the frame loop: paho connects and reconnects on its own thread.
+"""
 
 from __future__ import annotations
 
@@ -6,71 +14,108 @@ import json
 import logging
 import threading
 import time
+from collections import deque
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import MQTTErrorCode
 
+from edge_agent import discovery
 from edge_agent.config import AgentConfig
+from edge_agent.mqtt_client import build_client
+from edge_agent.outbox import Outbox, Pending, open_outbox
 
 log = logging.getLogger(__name__)
 
 ONLINE, OFFLINE, STOPPED = "online", "offline", "stopped"
+BUSY_TICK_S = 0.05  # how often the sender looks again while a backlog drains
+IDLE_TICK_S = 1.0
 
 
 class Publisher:
     """One MQTT connection, kept up in the background; never blocks the frame loop."""
 
-    def __init__(self, config: AgentConfig, model_info: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        model_info: dict[str, Any],
+        outbox: Outbox | None = None,
+    ) -> None:
         self._config = config
         self._model_info = model_info
-        self.connected = threading.Event()
-        self._pending: list[mqtt.MQTTMessageInfo] = []
-        self._lock = threading.Lock()
-        self.events_published = 0
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=config.client_id(),
-            protocol=mqtt.MQTTv311,
+        # The client first: bad credentials or TLS files stop the start here.
+        self._client = build_client(config, config.topic("status"), OFFLINE)
+        self.outbox = outbox or open_outbox(
+            Path(config.state_dir),
+            config.outbox.max_events,
+            config.outbox.max_mb,
+            config.outbox.synchronous,
         )
-        if config.mqtt.username:
-            client.username_pw_set(config.mqtt.username, config.mqtt.password or None)
-        client.will_set(config.topic("status"), OFFLINE, qos=1, retain=True)
-        client.reconnect_delay_set(min_delay=1, max_delay=60)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        self._client = client
+        self.connected = threading.Event()
+        self.refused = threading.Event()
+        self.connections = 0
+        self.events_published = 0
+        self.events_unsaved = 0
+        self._events_topic = config.topic("events")
+        self._live: deque[Pending] = deque()
+        self._acks: deque[tuple[int, Any]] = deque()
+        self._sender = _Sender(
+            self._client,
+            self.outbox,
+            self._events_topic,
+            self.connected,
+            self._live,
+            self._acks,
+            config.outbox.drain_rate,
+            config.outbox.drain_window,
+        )
+        self._client.on_connect = self._on_connect
+        self._client.on_connect_fail = self._on_connect_fail
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_publish = self._on_publish
+        self._client.message_callback_add(
+            discovery.birth_topic(config), self._on_home_assistant_status
+        )
+        self._failures = 0
 
     def start(self) -> None:
         """Connect in the background; paho retries until the broker answers."""
         mqtt_config = self._config.mqtt
         log.info(
-            "Connecting to MQTT broker %s:%d as %s",
+            "Connecting to MQTT broker %s:%d as %s (MQTT %s%s)",
             mqtt_config.host,
             mqtt_config.port,
             self._config.client_id(),
+            mqtt_config.protocol,
+            ", TLS" if mqtt_config.tls else "",
         )
         self._client.connect_async(
             mqtt_config.host, mqtt_config.port, mqtt_config.keepalive_s
         )
         self._client.loop_start()
+        self._sender.start()
 
     def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: Any,
-        reason: Any,
-        properties: Any,
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
         if reason.is_failure:
-            log.warning("MQTT broker refused the connection: %s", reason)
+            self.refused.set()
+            log.warning(
+                "MQTT broker %s refused the connection: %s; check mqtt.username, "
+                "the password and the broker's access rules",
+                self._config.mqtt.host,
+                reason,
+            )
             return
-        self.connected.set()
+        self.refused.clear()
+        self.connections += 1
+        self._failures = 0
         log.info(
-            "Connected to MQTT broker %s:%d",
+            "Connected to MQTT broker %s:%d; %d events wait in the outbox",
             self._config.mqtt.host,
             self._config.mqtt.port,
+            self.outbox.backlog(),
         )
         client.publish(self._config.topic("status"), ONLINE, qos=1, retain=True)
         client.publish(
@@ -79,26 +124,72 @@ class Publisher:
             qos=1,
             retain=True,
         )
+        if self._config.homeassistant.discovery:
+            client.subscribe(discovery.birth_topic(self._config), qos=1)
+            self._announce(client)
+        self.connected.set()
+        self._sender.wake()
+
+    def _announce(self, client: mqtt.Client) -> None:
+        payload = discovery.device_config(self._config, self._model_info)
+        client.publish(
+            discovery.config_topic(self._config),
+            json.dumps(payload),
+            qos=1,
+            retain=True,
+        )
+
+    def _on_home_assistant_status(
+        self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage
+    ) -> None:
+        if message.payload == ONLINE.encode():
+            log.info("Home Assistant is online; announcing the kiosk again")
+            self._announce(client)
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self._failures += 1
+        level = logging.WARNING if self._failures == 1 else logging.DEBUG
+        log.log(
+            level,
+            "MQTT broker %s:%d cannot be reached (attempt %d); check mqtt.host, "
+            "mqtt.port and, with TLS, the certificates; retrying in the background",
+            self._config.mqtt.host,
+            self._config.mqtt.port,
+            self._failures,
+        )
 
     def _on_disconnect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: Any,
-        reason: Any,
-        properties: Any,
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
         self.connected.clear()
         if reason.is_failure:
-            log.warning("MQTT connection lost (%s); reconnecting", reason)
+            log.warning("MQTT connection lost (%s); events wait in the outbox", reason)
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any
+    ) -> None:
+        # paho's thread holds its own locks here: only record, never wait.
+        self._acks.append((mid, reason))
+        self._sender.wake()
 
     def publish_event(self, event: dict[str, Any]) -> None:
-        info = self._client.publish(
-            self._config.topic("events"), json.dumps(event), qos=1
-        )
-        with self._lock:
-            self._pending.append(info)
+        """Store an event in the outbox and have it sent; never blocks on the net."""
+        pending = self.outbox.add(event)
         self.events_published += 1
+        if pending.stored:
+            log.debug(
+                "Event %s stored in the outbox as %d", event.get("id"), pending.seq
+            )
+            if self.connected.is_set():
+                self._live.append(pending)
+            self._sender.wake()
+            return
+        if self.connected.is_set():
+            # The disk refused it: better sent without a copy than not at all.
+            self._client.publish(self._events_topic, pending.payload, qos=1)
+            self.events_unsaved += 1
+        else:
+            self.outbox.count_lost()
 
     def publish_heartbeat(self, heartbeat: dict[str, Any]) -> None:
         self._client.publish(
@@ -110,16 +201,18 @@ class Publisher:
         text = payload if isinstance(payload, str) else json.dumps(payload)
         self._client.publish(self._config.topic(leaf), text, qos=1, retain=True)
 
+    def outbox_state(self) -> dict[str, Any]:
+        """Backlog, drops and the oldest waiting event's age, for the heartbeat."""
+        return {**self.outbox.state(), "unsaved": self.events_unsaved}
+
     def unacknowledged(self) -> int:
-        """Events handed to paho that the broker has not acknowledged yet."""
-        with self._lock:
-            self._pending = [info for info in self._pending if not info.is_published()]
-            return len(self._pending)
+        """Events stored that the broker has not acknowledged yet."""
+        return self.outbox.backlog()
 
     def flush(self, timeout: float) -> bool:
         """Wait until the broker acknowledged every event, or the timeout passes."""
         deadline = time.monotonic() + timeout
-        while self.unacknowledged():
+        while self.outbox.backlog():
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.02)
@@ -128,9 +221,10 @@ class Publisher:
     def stop(self, timeout: float = 5.0) -> None:
         """Flush, mark the device ``stopped`` and disconnect cleanly."""
         if not self.flush(timeout):
-            log.error(
-                "%d events were not acknowledged by the broker before exit",
-                self.unacknowledged(),
+            log.warning(
+                "%d events stay in the outbox %s for the next start",
+                self.outbox.backlog(),
+                self.outbox.path,
             )
         if self.connected.is_set():
             info = self._client.publish(
@@ -140,5 +234,127 @@ class Publisher:
                 info.wait_for_publish(timeout)
             except (RuntimeError, ValueError):
                 log.warning("Status 'stopped' could not be published")
+        self._sender.stop()
         self._client.disconnect()
         self._client.loop_stop()
+        self.outbox.close()
+
+
+class _Sender:
+    """The thread handing stored events to paho and settling the broker's acks."""
+
+    def __init__(
+        self,
+        client: mqtt.Client,
+        outbox: Outbox,
+        topic: str,
+        connected: threading.Event,
+        live: deque[Pending],
+        acks: deque[tuple[int, Any]],
+        rate: float,
+        window: int,
+    ) -> None:
+        self._client = client
+        self._outbox = outbox
+        self._topic = topic
+        self._connected = connected
+        self._live = live  # stored while connected: sent at once
+        self._acks = acks  # (message id, reason) from paho's on_publish
+        self._rate = rate
+        self._window = window
+        self._tokens = 0.0
+        self._refilled = time.monotonic()
+        self._cursor = 0  # the backlog is drained up to this seq
+        self._mids: dict[int, int] = {}  # paho message id -> seq
+        self._handed: set[int] = set()  # seqs paho holds, awaiting their ack
+        self._draining: set[int] = set()  # the backlog's part of _handed
+        self._unremoved: list[int] = []
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name="outbox-sender", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        self._settle()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            busy = self._outbox.backlog() > len(self._handed)
+            self._wake.wait(BUSY_TICK_S if busy else IDLE_TICK_S)
+            self._wake.clear()
+            try:
+                self._settle()
+                if self._connected.is_set():
+                    self._send_live()
+                    self._send_backlog()
+            except Exception:  # the sender must outlive any single failure
+                log.exception("Outbox sender failed; trying again")
+
+    def _settle(self) -> None:
+        """Remove acknowledged events from the outbox."""
+        done = self._unremoved
+        while self._acks:
+            mid, reason = self._acks.popleft()
+            seq = self._mids.pop(mid, None)
+            if seq is None:
+                continue  # a status, model or discovery message
+            self._handed.discard(seq)
+            self._draining.discard(seq)
+            if reason is not None and reason.is_failure:
+                log.error("The broker refused event %d (%s); dropped", seq, reason)
+                self._outbox.count_lost()
+            done.append(seq)
+        # On a full disk the delete can fail; the rows are retried next time.
+        self._unremoved = [] if self._outbox.remove(done) else done
+
+    def _send_live(self) -> None:
+        while self._live:
+            pending = self._live.popleft()
+            if pending.seq not in self._handed:
+                self._hand(pending)
+
+    def _send_backlog(self) -> None:
+        now = time.monotonic()
+        self._tokens = min(
+            max(1.0, self._rate), self._tokens + (now - self._refilled) * self._rate
+        )
+        self._refilled = now
+        budget = min(int(self._tokens), self._window - len(self._draining))
+        if budget <= 0:
+            return
+        for pending in self._outbox.after(self._cursor, budget + len(self._handed)):
+            if pending.seq in self._handed:
+                self._cursor = pending.seq
+                continue
+            if budget == 0:
+                break
+            self._cursor = pending.seq
+            if self._hand(pending):
+                self._draining.add(pending.seq)
+                self._tokens -= 1
+                budget -= 1
+
+    def _hand(self, pending: Pending) -> bool:
+        """Give one event to paho, which resends it after a reconnect until acked."""
+        info = self._client.publish(self._topic, pending.payload, qos=1)
+        if info.rc not in (
+            MQTTErrorCode.MQTT_ERR_SUCCESS,
+            MQTTErrorCode.MQTT_ERR_NO_CONN,
+        ):
+            log.warning("Event %d not handed to paho (%s)", pending.seq, info.rc)
+            self._cursor = min(self._cursor, pending.seq - 1)
+            return False
+        self._mids[info.mid] = pending.seq
+        self._handed.add(pending.seq)
+        return True
