@@ -1,10 +1,15 @@
-"""Frame sources: a camera, a video file, a folder of images, or a stream."""
+"""Frame sources: a camera, a video file, a folder of images, or a stream.
+
+A camera or stream is read through the frame watchdog and never ends: when it
+stops delivering it is reported lost and reopened. A file or folder is replayed
+once, or watched the same way when ``source.loop`` makes it endless.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -12,7 +17,19 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from edge_agent.config import SourceConfig
 from edge_agent.errors import SourceError
+from edge_agent.heartbeat import utc_now
+from edge_agent.watchdog import (
+    ENDED,
+    OK,
+    STARTING,
+    STOPPED,
+    Backoff,
+    CameraStatus,
+    RawSource,
+    WatchedSource,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +48,16 @@ class Frame:
 
 
 class FrameSource(Protocol):
+    """What the frame loop reads: frames with a timeout, and the camera's state."""
+
     description: str
     finite: bool
+    status: CameraStatus
 
-    def frames(self) -> Iterator[Frame]: ...
+    @property
+    def ended(self) -> bool: ...
+
+    def read(self, timeout: float) -> Frame | None: ...
 
     def close(self) -> None: ...
 
@@ -45,12 +68,16 @@ class FolderSource:
     finite = True
 
     def __init__(self, path: Path, fps: float = 0.0, loop: bool = False) -> None:
-        if path.is_file():
-            self._paths = [path]
-        else:
-            self._paths = sorted(
-                p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+        try:
+            self._paths = (
+                [path]
+                if path.is_file()
+                else sorted(
+                    p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+                )
             )
+        except OSError as exc:
+            raise SourceError(f"image folder {path} cannot be read: {exc}") from exc
         if not self._paths:
             raise SourceError(
                 f"image folder {path} holds no images "
@@ -65,18 +92,19 @@ class FolderSource:
         index = 0
         due = time.monotonic()
         while True:
+            shown = index
             for path in self._paths:
                 image = cv2.imread(str(path), cv2.IMREAD_COLOR)
                 if image is None:
                     log.warning("Image %s cannot be read; skipped", path)
                     continue
                 if self._period:
-                    due += self._period
+                    due = max(due + self._period, time.monotonic())
                     time.sleep(max(0.0, due - time.monotonic()))
                 yield Frame(index, image, path.name)
                 index += 1
-            if not self._loop:
-                return
+            if not self._loop or index == shown:
+                return  # a pass without one readable image ends a looped folder
 
     def close(self) -> None:
         """Nothing is held open between images."""
@@ -89,14 +117,13 @@ class CaptureSource:
         self._target = target
         self.finite = finite and not loop
         self._loop = loop and finite
-        self.description = (
-            f"camera {target}"
-            if isinstance(target, int) or str(target).startswith("/dev/")
-            else f"{'file' if finite else 'stream'} {target}"
-        )
+        self.description = describe_capture(target, finite)
         self._capture = self._open()
 
     def _open(self) -> cv2.VideoCapture:
+        device = isinstance(self._target, str) and self._target.startswith("/dev/")
+        if device and not Path(str(self._target)).exists():
+            raise SourceError(f"{self.description} does not exist: plugged in?")
         capture = cv2.VideoCapture(self._target)
         if not capture.isOpened():
             capture.release()
@@ -104,37 +131,121 @@ class CaptureSource:
         return capture
 
     def frames(self) -> Iterator[Frame]:
-        index = 0
+        index = opened_at = 0
         while True:
             ok, image = self._capture.read()
             if ok and image is not None:
                 yield Frame(index, image)
                 index += 1
                 continue
-            if not self._loop:
-                return
+            if not self._loop or index == opened_at:
+                return  # the end, or a file that gave no frame since it was opened
             self._capture.release()
             self._capture = self._open()
+            opened_at = index
 
     def close(self) -> None:
         self._capture.release()
 
 
-def open_source(uri: str, folder_fps: float = 0.0, loop: bool = False) -> FrameSource:
-    """Pick the source kind from the URI: index, device, folder, file or URL."""
-    if uri.isdigit():
-        return CaptureSource(int(uri), finite=False)
-    if uri.startswith(STREAM_SCHEMES):
-        return CaptureSource(uri, finite=False)
+class ReplaySource:
+    """A file or folder read once, frame by frame, in the loop's own thread."""
+
+    finite = True
+
+    def __init__(self, source: FolderSource | CaptureSource) -> None:
+        self.description = source.description
+        self.status = CameraStatus(STARTING, self.description, utc_now())
+        self._source = source
+        self._frames = source.frames()
+        self._ended = False
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def read(self, timeout: float) -> Frame | None:
+        """The next frame; None once the file or folder is done."""
+        frame = next(self._frames, None)
+        if frame is None:
+            self._ended = True
+            self._set(ENDED)
+        elif self.status.state != OK:
+            self._set(OK)
+        return frame
+
+    def close(self) -> None:
+        self._source.close()
+        self._set(STOPPED)
+
+    def _set(self, state: str) -> None:
+        if state != self.status.state:
+            self.status = CameraStatus(state, self.description, utc_now())
+
+
+def describe_capture(target: int | str, finite: bool) -> str:
+    if isinstance(target, int) or str(target).startswith("/dev/"):
+        return f"camera {target}"
+    return f"{'file' if finite else 'stream'} {target}"
+
+
+def open_source(uri: str, config: SourceConfig) -> FrameSource:
+    """Pick the source kind from the URI: index, device, folder, file or URL.
+
+    A camera or stream that is missing now is retried in the background; a
+    missing file or folder is refused at once.
+    """
+    if uri.isdigit() or uri.startswith(STREAM_SCHEMES) or uri.startswith("/dev/"):
+        target: int | str = int(uri) if uri.isdigit() else uri
+        return _watched(
+            lambda: CaptureSource(target, finite=False),
+            describe_capture(target, finite=False),
+            config,
+        )
+
     path = Path(uri)
-    if uri.startswith("/dev/"):
-        if not path.exists():
-            raise SourceError(f"camera {uri} does not exist: is it plugged in?")
-        return CaptureSource(uri, finite=False)
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
         if not path.exists():
             raise SourceError(f"image {uri} does not exist")
-        return FolderSource(path, folder_fps, loop)
+        folder = FolderSource(path, config.folder_fps, config.loop)
+        if not config.loop:
+            return ReplaySource(folder)
+        return _watched(
+            lambda: FolderSource(path, config.folder_fps, loop=True),
+            folder.description,
+            config,
+            opened=folder,
+            # a slow slideshow is no stalled camera
+            min_stall_s=3.0 / config.folder_fps if config.folder_fps else 0.0,
+        )
+
     if not path.is_file():
         raise SourceError(f"source {uri} is no camera, folder, file or stream URL")
-    return CaptureSource(uri, finite=True, loop=loop)
+    video = CaptureSource(uri, finite=True, loop=config.loop)
+    if not config.loop:
+        return ReplaySource(video)
+    return _watched(
+        lambda: CaptureSource(uri, finite=True, loop=True),
+        video.description,
+        config,
+        opened=video,
+    )
+
+
+def _watched(
+    opener: Callable[[], RawSource],
+    description: str,
+    config: SourceConfig,
+    opened: RawSource | None = None,
+    min_stall_s: float = 0.0,
+) -> WatchedSource:
+    return WatchedSource(
+        opener,
+        description,
+        stall_timeout_s=max(config.stall_timeout_s, min_stall_s),
+        open_timeout_s=config.open_timeout_s,
+        backoff=Backoff(config.reconnect_min_s, config.reconnect_max_s),
+        # a camera's old frames are worthless; a looped file's are all wanted
+        latest_only=opened is None,
+        opened=opened,
+    )
