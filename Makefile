@@ -8,7 +8,7 @@ DATA ?= $(SHARED)/data/larxel-face-mask
 YUNET ?= $(SHARED)/models/face-detectors/yunet/face_detection_yunet_2023mar.onnx
 MODEL_VERSION ?= 1.0.0
 
-.PHONY: run test lint model bench check-config clean
+.PHONY: run test lint model bench check-config install clean
 
 # The device install: runtime dependencies plus the developer tools.
 $(BIN)/.device: pyproject.toml
@@ -44,6 +44,16 @@ bench: $(BIN)/.convert
 
 check-config: $(BIN)/.device
 	$(BIN)/edge-agent check-config config/agent.yaml
+
+# The device install, as root on the device: a virtual environment in PREFIX,
+# YuNet (YUNET_FILE=path when there is no internet), the model, the config,
+# the mask-edge user and the systemd unit. DESTDIR=folder stages the files
+# only. README.md, "Deploy on a Raspberry Pi", walks through it.
+PREFIX ?= /opt/mask-edge
+install:
+	PREFIX='$(PREFIX)' DESTDIR='$(DESTDIR)' MODEL='$(MODEL)' \
+		YUNET_FILE='$(YUNET_FILE)' PYTHON='$(PYTHON)' PIP_ARGS='$(PIP_ARGS)' \
+		CONFIG_PYTHON='$(CONFIG_PYTHON)' scripts/install-device.sh
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

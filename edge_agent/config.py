@@ -33,6 +33,21 @@ class SourceConfig:
         2.0, "replay rate of an image folder; 0 = as fast as possible", min=0.0
     )
     loop: bool = _opt(False, "start a file or folder again at its end")
+    stall_timeout_s: float = _opt(
+        5.0,
+        "a camera, stream or looped file without a new frame for this long "
+        "is reported lost and reopened",
+        min=0.5,
+    )
+    open_timeout_s: float = _opt(
+        20.0, "longest wait for a camera or stream to open before retrying", min=1.0
+    )
+    reconnect_min_s: float = _opt(
+        1.0, "first wait before reopening a lost source; doubles per failure", min=0.1
+    )
+    reconnect_max_s: float = _opt(
+        10.0, "longest wait between attempts to reopen a lost source", min=0.1
+    )
 
 
 @dataclass
@@ -60,6 +75,52 @@ class ClassifierConfig:
 
 
 @dataclass
+class FrameQualityConfig:
+    black_level: float = _opt(
+        10.0, "frames darker on average (0-255 grey) are black", min=0.0, max=255.0
+    )
+    covered_std: float = _opt(
+        6.0, "frames with less grey-level spread look at a covered lens", min=0.0
+    )
+    frozen_after_s: float = _opt(
+        3.0, "seconds of identical frames after which the camera is frozen", min=0.0
+    )
+
+
+@dataclass
+class TrackerConfig:
+    min_iou: float = _opt(
+        0.3,
+        "overlap a face needs with a track's predicted box to continue it",
+        min=0.01,
+        max=1.0,
+    )
+    max_missed_frames: int = _opt(
+        5, "frames a track survives without its face before it ends", min=0
+    )
+
+
+@dataclass
+class DecisionConfig:
+    min_frames: int = _opt(5, "agreeing frames a decision needs", min=1)
+    agreement: float = _opt(
+        0.7, "share of the known recent votes that must agree", min=0.5, max=1.0
+    )
+    window_frames: int = _opt(
+        10, "latest votes a decision looks at; at least min_frames", min=1
+    )
+    min_confidence: float = _opt(
+        0.6, "less confident frames vote unknown", min=0.0, max=1.0
+    )
+    min_sharpness: float = _opt(
+        25.0, "crops with a lower variance of the Laplacian vote unknown", min=0.0
+    )
+    folder_as_stills: bool = _opt(
+        True, "each image of a folder source is its own scene, decided alone"
+    )
+
+
+@dataclass
 class MqttConfig:
     host: str = _opt("127.0.0.1", "broker host name or address")
     port: int = _opt(1883, "broker port", min=1, max=65535)
@@ -68,6 +129,55 @@ class MqttConfig:
     password: str = _opt("", "password for username")
     topic_prefix: str = _opt("mask-edge", "topics are <topic_prefix>/<device_id>/...")
     keepalive_s: int = _opt(30, "keep-alive interval in seconds", min=5, max=3600)
+    password_file: str = _opt(
+        "", "file whose first line is the password (overrides password)", path=True
+    )
+    password_env: str = _opt(
+        "", "environment variable holding the password (overrides both above)"
+    )
+    protocol: str = _opt("3.1.1", "MQTT version", choices=("3.1.1", "5"))
+    tls: bool = _opt(False, "connect with TLS")
+    tls_ca_file: str = _opt(
+        "", "PEM CA certificates for the broker; empty = system CAs", path=True
+    )
+    tls_cert_file: str = _opt("", "PEM client certificate; empty = none", path=True)
+    tls_key_file: str = _opt("", "PEM key of the client certificate", path=True)
+    tls_insecure: bool = _opt(
+        False, "skip the broker host name check (the chain is still verified)"
+    )
+    reconnect_min_s: int = _opt(
+        1, "first wait before reconnecting; doubles per failure", min=1
+    )
+    reconnect_max_s: int = _opt(60, "longest wait between reconnects", min=1)
+
+
+@dataclass
+class OutboxConfig:
+    max_events: int = _opt(
+        100_000, "events kept for the broker at most; oldest dropped first", min=1
+    )
+    max_mb: float = _opt(
+        64.0, "megabytes of events kept at most; oldest dropped first", min=0.01
+    )
+    synchronous: str = _opt(
+        "FULL",
+        "FULL: each event survives power loss; NORMAL: survives a crash only",
+        choices=("NORMAL", "FULL"),
+    )
+    drain_rate: float = _opt(
+        20.0, "backlog events sent a second after a reconnect", min=0.1
+    )
+    drain_window: int = _opt(
+        10, "backlog events awaiting the broker's ack at most", min=1
+    )
+
+
+@dataclass
+class HomeAssistantConfig:
+    discovery: bool = _opt(True, "publish Home Assistant MQTT discovery")
+    discovery_prefix: str = _opt(
+        "homeassistant", "Home Assistant's discovery prefix (its birth topic too)"
+    )
 
 
 @dataclass
@@ -76,16 +186,80 @@ class HeartbeatConfig:
 
 
 @dataclass
+class DisplayConfig:
+    sink: str = _opt(
+        "framebuffer",
+        "kiosk screen: framebuffer (HDMI, no desktop), png (files) or none",
+        choices=("framebuffer", "png", "none"),
+    )
+    device: str = _opt("/dev/fb0", "framebuffer device")
+    sysfs_root: str = _opt(
+        "/sys/class/graphics", "folder holding fbN/virtual_size, bits_per_pixel, stride"
+    )
+    png_dir: str = _opt(
+        "/run/mask-edge/screen", "folder for the png sink's files", path=True
+    )
+    png_numbered: bool = _opt(
+        False, "keep every screen as screen-NNNNNN.png instead of latest.png"
+    )
+    width: int = _opt(1280, "png sink width in pixels", min=160, max=7680)
+    height: int = _opt(720, "png sink height in pixels", min=120, max=4320)
+    max_fps: float = _opt(10.0, "most screens drawn a second", min=0.5, max=60.0)
+    idle_after_s: float = _opt(
+        3.0, "seconds without a face before the idle screen", min=0.5
+    )
+    hold_s: float = _opt(4.0, "seconds a decision stays in the banner", min=0.5)
+    camera_timeout_s: float = _opt(
+        5.0, "seconds without a frame before 'Camera unavailable'", min=0.5
+    )
+
+
+@dataclass
+class LedConfig:
+    kind: str = _opt(
+        "none",
+        "status LED: none, rgb (one RGB LED) or three (green, orange, red LEDs)",
+        choices=("none", "rgb", "three"),
+    )
+    red_pin: int = _opt(17, "BCM GPIO number of the red LED or channel", min=0, max=27)
+    green_pin: int = _opt(
+        27, "BCM GPIO number of the green LED or channel", min=0, max=27
+    )
+    blue_pin: int = _opt(
+        22, "BCM GPIO number of the RGB LED's blue channel", min=0, max=27
+    )
+    orange_pin: int = _opt(
+        23, "BCM GPIO number of the orange LED (three)", min=0, max=27
+    )
+    pwm: bool = _opt(True, "dim and mix colours by PWM; false: on/off only")
+    active_high: bool = _opt(True, "false for LEDs wired to 3.3 V (common anode)")
+    hold_s: float = _opt(3.0, "seconds a decision's colour stays lit", min=0.1)
+    idle_level: float = _opt(
+        0.0, "brightness while idle, 0 (off) to 1; needs pwm", min=0.0, max=1.0
+    )
+
+
+@dataclass
 class AgentConfig:
     device_id: str = _opt("kiosk-1", "this device's name in topics and events")
     log_level: str = _opt(
         "INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR")
     )
+    state_dir: str = _opt(
+        "/var/lib/mask-edge", "folder for the outbox of unsent events", path=True
+    )
     source: SourceConfig = field(default_factory=SourceConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    frame_quality: FrameQualityConfig = field(default_factory=FrameQualityConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
+    display: DisplayConfig = field(default_factory=DisplayConfig)
+    led: LedConfig = field(default_factory=LedConfig)
 
     def client_id(self) -> str:
         return self.mqtt.client_id or f"mask-edge-{self.device_id}"

@@ -27,3 +27,9 @@ class SourceError(AgentError):
     """The frame source cannot be opened."""
 
     exit_code = getattr(os, "EX_NOINPUT", 66)
+
+
+class DisplayError(AgentError):
+    """The kiosk screen or the LED cannot be opened or driven."""
+
+    exit_code = getattr(os, "EX_UNAVAILABLE", 69)

@@ -20,6 +20,11 @@ class Stats:
         self.faces = 0
         self.small_faces = 0
         self.verdicts: Counter[str] = Counter()
+        self.tracks = 0
+        self.undecided_tracks = 0
+        self.decisions: Counter[str] = Counter()
+        self.unknown_votes: Counter[str] = Counter()  # by doubt: small, blurred...
+        self.rejected_frames: Counter[str] = Counter()  # black, covered, frozen
         self.camera_state = "starting"
         self._frame_times: deque[float] = deque(maxlen=120)
         self._latencies: deque[float] = deque(maxlen=500)
@@ -65,6 +70,14 @@ class Stats:
             "classifier_latency_ms": round(self.latency_ms(), 3),
             "events_published": events_published,
             "verdicts": dict(self.verdicts),
+            "tracks": self.tracks,
+            "undecided_tracks": self.undecided_tracks,
+            "decisions": dict(self.decisions),
+            "unknown_votes": dict(self.unknown_votes),
+            "rejected_frames": {
+                kind: self.rejected_frames[kind]
+                for kind in ("black", "covered", "frozen")
+            },
             "model_version": model_version,
             "camera": self.camera_state,
         }
@@ -72,6 +85,15 @@ class Stats:
 
 def utc_now() -> str:
     """The current UTC time in ISO-8601 with milliseconds and a ``Z``."""
-    now = time.time()
+    return utc_iso(time.time())
+
+
+def utc_at(moment: float) -> str:
+    """The UTC time, as ``utc_now`` writes it, of a ``time.monotonic()`` reading."""
+    return utc_iso(time.time() - (time.monotonic() - moment))
+
+
+def utc_iso(now: float) -> str:
+    """A Unix time in ISO-8601 UTC with milliseconds and a ``Z``."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
     return f"{stamp}.{int(now % 1 * 1000):03d}Z"

@@ -150,6 +150,7 @@ def agent_config(tmp_path: Path, broker: Broker) -> Path:
     return write_config(
         tmp_path / "agent.yaml",
         device_id="test-kiosk",
+        state_dir=str(tmp_path / "state"),
         detector={"kind": "yunet", "model": str(YUNET), "min_face_px": 24},
         classifier={"model_dir": str(MODEL_DIR)},
         mqtt={"host": "127.0.0.1", "port": broker.port},
