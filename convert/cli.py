@@ -72,6 +72,12 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--limit-scenes", type=int, help="use only the first N scenes")
     fit.add_argument("--version", default=None)
     fit.add_argument(
+        "--max-int8-drop",
+        type=float,
+        default=MAX_INT8_DROP,
+        help="refuse to publish when int8 macro-F1 trails float by more",
+    )
+    fit.add_argument(
         "--min-face",
         type=int,
         default=20,
@@ -103,6 +109,12 @@ def _parser() -> argparse.ArgumentParser:
     own.add_argument("--data", type=Path, help="dataset root to evaluate on (val)")
     own.add_argument("--out", type=Path, required=True)
     own.add_argument("--version", default=None)
+    own.add_argument(
+        "--max-int8-drop",
+        type=float,
+        default=MAX_INT8_DROP,
+        help="refuse to publish when int8 macro-F1 trails float by more",
+    )
     own.set_defaults(run=_import_command)
     return parser
 
@@ -207,9 +219,9 @@ def _package(
         training=training,
     )
     drop = metrics.get("val_crops", {}).get("macro_f1_drop", 0.0)
-    if drop > MAX_INT8_DROP:
+    if drop > args.max_int8_drop:
         raise ConvertError(
-            f"int8 macro-F1 is {drop:.3f} below float (limit {MAX_INT8_DROP}); "
+            f"int8 macro-F1 is {drop:.3f} below float (limit {args.max_int8_drop}); "
             f"the model stays in {staging} and was not published"
         )
     args.out.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ from edge_agent.decision import (
 from edge_agent.face_detector import Face, FaceDetector, open_detector
 from edge_agent.frame_quality import FrameQuality
 from edge_agent.heartbeat import Stats, utc_at, utc_now
+from edge_agent.kiosk import Kiosk
 from edge_agent.labels import COMPLIANT
 from edge_agent.publisher import Publisher
 from edge_agent.service import ServiceNotifier
@@ -48,6 +49,8 @@ CameraHook = Callable[[CameraStatus], None]
 
 # Longest wait for a frame before the loop does its other duties.
 LOOP_TICK_S = 0.25
+# Frames failing in a row before the agent exits for systemd to restart it.
+MAX_FAILED_FRAMES = 20
 
 
 @dataclass
@@ -109,6 +112,11 @@ class Agent:
         self.service = ServiceNotifier.from_environment()
         self.publisher = Publisher(config, self.model_info)
         self._set_up_decisions()
+        self.kiosk = Kiosk.open(config)
+        self.on_faces.append(self.kiosk.faces)
+        self.on_decision.append(self.kiosk.decided)
+        self.on_camera.append(self.kiosk.camera)
+        self._failed_frames = 0
 
     def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
         log.info("Stop requested (signal %d)", signum)
@@ -131,7 +139,7 @@ class Agent:
                 frame = self.source.read(LOOP_TICK_S)
                 self._watch_camera()
                 if frame is not None:
-                    self._process(frame)
+                    self._process_safely(frame)
                     self.stats.frame_done()
                 elif self.source.ended:
                     break
@@ -148,9 +156,27 @@ class Agent:
             self._watch_camera()
             self._end_tracks()
             self._heartbeat()
+            self.kiosk.close()
             self.publisher.stop()
             self.service.close()
         return self._summary()
+
+    def _process_safely(self, frame: Frame) -> None:
+        """Process a frame; one bad frame must not stop a kiosk, a run of them does."""
+        try:
+            self._process(frame)
+        except Exception:
+            self._failed_frames += 1
+            self.stats.failed_frames += 1
+            log.exception("Frame %d could not be processed", frame.index)
+            self.kiosk.fault()
+            if self._failed_frames >= MAX_FAILED_FRAMES:
+                log.error("%d frames in a row failed; giving up", MAX_FAILED_FRAMES)
+                raise
+            return
+        if self._failed_frames:
+            self._failed_frames = 0
+            self.kiosk.indicator.idle()
 
     def _watch_camera(self) -> None:
         """Report a change of the camera's state: heartbeat, topic, screen, systemd."""
@@ -312,12 +338,13 @@ class Agent:
             self.model_info["version"],
             self.publisher.events_published,
         )
-        judged = sum(self.stats.verdicts.values())
-        compliant = sum(n for v, n in self.stats.verdicts.items() if COMPLIANT.get(v))
+        judged = sum(self.stats.decisions.values())
+        compliant = sum(n for v, n in self.stats.decisions.items() if COMPLIANT.get(v))
         heartbeat["compliance_rate"] = (
             round(100.0 * compliant / judged, 1) if judged else None
         )
         heartbeat["outbox"] = self.publisher.outbox_state()
+        heartbeat["kiosk"] = self.kiosk.state()
         self.publisher.publish_heartbeat(heartbeat)
 
     def _summary(self) -> Summary:

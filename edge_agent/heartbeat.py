@@ -25,6 +25,7 @@ class Stats:
         self.decisions: Counter[str] = Counter()
         self.unknown_votes: Counter[str] = Counter()  # by doubt: small, blurred...
         self.rejected_frames: Counter[str] = Counter()  # black, covered, frozen
+        self.failed_frames = 0  # frames whose processing raised
         self.camera_state = "starting"
         self._frame_times: deque[float] = deque(maxlen=120)
         self._latencies: deque[float] = deque(maxlen=500)
@@ -78,6 +79,7 @@ class Stats:
                 kind: self.rejected_frames[kind]
                 for kind in ("black", "covered", "frozen")
             },
+            "failed_frames": self.failed_frames,
             "model_version": model_version,
             "camera": self.camera_state,
         }

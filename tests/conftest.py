@@ -156,6 +156,8 @@ def agent_config(tmp_path: Path, broker: Broker) -> Path:
         mqtt={"host": "127.0.0.1", "port": broker.port},
         source={"folder_fps": 0},
         heartbeat={"interval_s": 1},
+        display={"sink": "png", "png_dir": str(tmp_path / "screen")},
+        led={"kind": "none"},
     )
 
 

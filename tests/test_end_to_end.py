@@ -54,8 +54,8 @@ def run_agent(
 def test_events_for_real_scenes(
     tmp_path: Path, agent_config: Path, broker: Broker, subscriber: Subscriber
 ) -> None:
-    names = clear_scenes(8)
-    assert len(names) >= 6
+    names = clear_scenes(24)
+    assert len(names) == 24
     folder = tmp_path / "scenes"
     folder.mkdir()
     for name in names:
