@@ -30,8 +30,8 @@ test: $(BIN)/.convert lint
 	MASK_EDGE_SHARED=$(SHARED) $(BIN)/pytest -q
 
 lint: $(BIN)/.device
-	$(BIN)/ruff check edge_agent convert tests bench
-	$(BIN)/ruff format --check edge_agent convert tests bench
+	$(BIN)/ruff check edge_agent convert tests bench scripts
+	$(BIN)/ruff format --check edge_agent convert tests bench scripts
 	$(BIN)/mypy edge_agent convert
 
 model: $(BIN)/.convert
@@ -41,6 +41,9 @@ model: $(BIN)/.convert
 bench: $(BIN)/.convert
 	MASK_EDGE_SHARED=$(SHARED) $(BIN)/python bench/classifier_latency.py
 	MASK_EDGE_SHARED=$(SHARED) $(BIN)/python bench/agent_fps.py
+	MASK_EDGE_SHARED=$(SHARED) $(BIN)/python bench/decisions.py
+	$(BIN)/python bench/outbox_cost.py
+	$(BIN)/python bench/camera_recovery.py
 
 check-config: $(BIN)/.device
 	$(BIN)/edge-agent check-config config/agent.yaml

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from edge_agent.config import AgentConfig  # noqa: E402
 
-SHARED = Path(os.environ.get("MASK_EDGE_SHARED", ROOT.parent / "shared"))
+SHARED = Path(os.environ.get("MASK_EDGE_SHARED", ROOT.parent / "shared")).resolve()
 DATASET = SHARED / "data" / "larxel-face-mask"
 YUNET = (
     SHARED / "models" / "face-detectors" / "yunet" / "face_detection_yunet_2023mar.onnx"

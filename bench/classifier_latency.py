@@ -15,7 +15,7 @@ from convert.dataset import crops_array, load_split  # noqa: E402
 from edge_agent.classifier import Classifier  # noqa: E402
 from edge_agent.runtime import runtime_name  # noqa: E402
 
-SHARED = Path(os.environ.get("MASK_EDGE_SHARED", ROOT.parent / "shared"))
+SHARED = Path(os.environ.get("MASK_EDGE_SHARED", ROOT.parent / "shared")).resolve()
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ from edge_agent.agent import Agent  # noqa: E402
 from edge_agent.config import AgentConfig, load_config  # noqa: E402
 from edge_agent.face_detector import YuNetDetector  # noqa: E402
 
-SHARED = Path(os.environ.get("MASK_EDGE_SHARED", ROOT.parent / "shared"))
+SHARED = Path(os.environ.get("MASK_EDGE_SHARED", ROOT.parent / "shared")).resolve()
 DATASET = SHARED / "data" / "larxel-face-mask"
 YUNET = (
     SHARED / "models" / "face-detectors" / "yunet" / "face_detection_yunet_2023mar.onnx"

@@ -19,7 +19,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("MASK_EDGE_SHARED", ROOT.parent / "shared"))
+SHARED = Path(os.environ.get("MASK_EDGE_SHARED", ROOT.parent / "shared")).resolve()
 DATASET = SHARED / "data" / "larxel-face-mask"
 YUNET = (
     SHARED / "models" / "face-detectors" / "yunet" / "face_detection_yunet_2023mar.onnx"

@@ -63,6 +63,7 @@ def test_events_for_real_scenes(
 
     result = run_agent(agent_config, folder)
     assert result.returncode == 0, result.stderr
+    assert "Face detector: YuNet" in result.stderr, "YuNet must be found"
     reported = int(re.search(r"events: (\d+)", result.stdout).group(1))
     assert subscriber.wait_for("events", reported)
     time.sleep(0.3)
