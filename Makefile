@@ -8,7 +8,7 @@ DATA ?= $(SHARED)/data/larxel-face-mask
 YUNET ?= $(SHARED)/models/face-detectors/yunet/face_detection_yunet_2023mar.onnx
 MODEL_VERSION ?= 1.0.0
 
-.PHONY: run test lint model bench check-config install clean
+.PHONY: run test lint model bench check-config install clean convert-env
 
 # The device install: runtime dependencies plus the developer tools.
 $(BIN)/.device: pyproject.toml
@@ -22,6 +22,8 @@ $(BIN)/.convert: $(BIN)/.device
 	$(BIN)/pip install --quiet -e '.[convert,dev]'
 	$(BIN)/pip install --quiet --no-deps 'tf-keras>=2.16'
 	touch $@
+
+convert-env: $(BIN)/.convert
 
 run: $(BIN)/.device
 	SHARED=$(SHARED) BIN=$(BIN) scripts/demo.sh

@@ -91,3 +91,15 @@ def test_every_key_is_documented_in_the_shipped_config() -> None:
     for key, _, _, help_text in describe():
         assert key.rsplit(".", 1)[-1] + ":" in text, key
         assert help_text
+
+
+def test_readme_config_reference_is_current() -> None:
+    result = subprocess.run(
+        [sys.executable, "scripts/config_reference.py"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=True,
+    )
+    assert result.stdout.strip() in (ROOT / "README.md").read_text()
