@@ -52,8 +52,42 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-convert", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    packaging = _packaging_options()
+    _add_train(
+        commands.add_parser(
+            "train", parents=[packaging], help="train on labelled scenes and package"
+        )
+    )
+    _add_import(
+        commands.add_parser(
+            "import", parents=[packaging], help="quantise and package your Keras model"
+        )
+    )
+    return parser
 
-    fit = commands.add_parser("train", help="train on labelled scenes and package")
+
+def _packaging_options() -> argparse.ArgumentParser:
+    """Options both commands share: where the package goes and its quality gate."""
+    shared = argparse.ArgumentParser(add_help=False)
+    shared.add_argument(
+        "--version", default=None, help="model version for the manifest (default: date)"
+    )
+    shared.add_argument(
+        "--margin",
+        type=float,
+        default=0.15,
+        help="crop margin on each side of the face box",
+    )
+    shared.add_argument(
+        "--max-int8-drop",
+        type=float,
+        default=MAX_INT8_DROP,
+        help="refuse to publish when int8 macro-F1 trails float by more",
+    )
+    return shared
+
+
+def _add_train(fit: argparse.ArgumentParser) -> None:
     fit.add_argument(
         "--data",
         type=Path,
@@ -67,16 +101,8 @@ def _parser() -> argparse.ArgumentParser:
         help="YuNet .onnx: also train on detector-cut crops",
     )
     fit.add_argument("--size", type=int, default=64, help="crop side in pixels")
-    fit.add_argument("--margin", type=float, default=0.15)
     fit.add_argument("--epochs", type=int, default=TrainSettings.epochs)
     fit.add_argument("--limit-scenes", type=int, help="use only the first N scenes")
-    fit.add_argument("--version", default=None)
-    fit.add_argument(
-        "--max-int8-drop",
-        type=float,
-        default=MAX_INT8_DROP,
-        help="refuse to publish when int8 macro-F1 trails float by more",
-    )
     fit.add_argument(
         "--min-face",
         type=int,
@@ -85,7 +111,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     fit.set_defaults(run=_train_command)
 
-    own = commands.add_parser("import", help="quantise and package your Keras model")
+
+def _add_import(own: argparse.ArgumentParser) -> None:
     own.add_argument("model", type=Path, help=".keras, or legacy Keras 2 .h5/.model")
     own.add_argument(
         "--calibration",
@@ -105,18 +132,11 @@ def _parser() -> argparse.ArgumentParser:
         help="how the model expects its pixels",
     )
     own.add_argument("--channels", choices=("RGB", "BGR"), default="RGB")
-    own.add_argument("--margin", type=float, default=0.15)
-    own.add_argument("--data", type=Path, help="dataset root to evaluate on (val)")
-    own.add_argument("--out", type=Path, required=True)
-    own.add_argument("--version", default=None)
     own.add_argument(
-        "--max-int8-drop",
-        type=float,
-        default=MAX_INT8_DROP,
-        help="refuse to publish when int8 macro-F1 trails float by more",
+        "--data", type=Path, help="dataset root to evaluate on (val split)"
     )
+    own.add_argument("--out", type=Path, required=True)
     own.set_defaults(run=_import_command)
-    return parser
 
 
 def _train_command(args: argparse.Namespace) -> None:
@@ -241,6 +261,10 @@ def _evaluate(
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     if not val_scenes:
+        log.warning(
+            "No labelled data to evaluate on (--data): the manifest has no "
+            "metrics and the int8 quality gate checks nothing"
+        )
         return {}
     crops, truth = dataset.crops_array(val_scenes, rule)
     order = [labels.index(LABELS[t]) if LABELS[t] in labels else -1 for t in truth]

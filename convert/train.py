@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainSettings:
-    epochs: int = 60
+    epochs: int = 40
     batch_size: int = 64
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4

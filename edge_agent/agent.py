@@ -117,6 +117,7 @@ class Agent:
         self.on_decision.append(self.kiosk.decided)
         self.on_camera.append(self.kiosk.camera)
         self._failed_frames = 0
+        self._failed_reports = 0
 
     def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
         log.info("Stop requested (signal %d)", signum)
@@ -137,14 +138,14 @@ class Agent:
         try:
             while not self._stop.is_set():
                 frame = self.source.read(LOOP_TICK_S)
-                self._watch_camera()
+                self._guarded(self._watch_camera)
                 if frame is not None:
                     self._process_safely(frame)
                     self.stats.frame_done()
                 elif self.source.ended:
                     break
                 if time.monotonic() >= next_heartbeat:
-                    self._heartbeat()
+                    self._guarded(self._heartbeat)
                     self.service.status(self._service_status())
                     next_heartbeat = time.monotonic() + self.config.heartbeat.interval_s
                 self.service.watchdog()
@@ -153,13 +154,28 @@ class Agent:
         finally:
             self.service.stopping()
             self.source.close()
-            self._watch_camera()
-            self._end_tracks()
-            self._heartbeat()
+            self._guarded(self._watch_camera)
+            self._guarded(self._end_tracks)
+            self._guarded(self._heartbeat)
             self.kiosk.close()
             self.publisher.stop()
             self.service.close()
         return self._summary()
+
+    def _guarded(self, step: Callable[[], None]) -> None:
+        """Run a reporting step; its failure degrades reporting, not the loop."""
+        try:
+            step()
+        except Exception as exc:
+            self._failed_reports += 1
+            if self._failed_reports in (1, 10, 100) or self._failed_reports % 1000 == 0:
+                log.warning(
+                    "Reporting step %s failed (%d times so far): %s",
+                    step.__name__,
+                    self._failed_reports,
+                    exc,
+                    exc_info=log.isEnabledFor(logging.DEBUG),
+                )
 
     def _process_safely(self, frame: Frame) -> None:
         """Process a frame; one bad frame must not stop a kiosk, a run of them does."""
@@ -186,6 +202,8 @@ class Agent:
             return
         self.camera = status
         self.stats.camera_state = status.state
+        if not status.delivering:
+            self._end_tracks()  # whoever stood there may be gone when frames return
         self.publisher.publish_retained("camera", status.payload())
         self.service.status(self._service_status())
         _tell(self.on_camera, status)
@@ -208,7 +226,9 @@ class Agent:
             self.config.frame_quality.frozen_after_s,
         )
         self.tracker = Tracker(
-            self.config.tracker.min_iou, self.config.tracker.max_missed_frames
+            self.config.tracker.min_iou,
+            self.config.tracker.max_missed_frames,
+            self.config.tracker.max_gap_s,
         )
         self.voter = Voter(
             self.classifier,

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
@@ -184,9 +185,21 @@ class ReplaySource:
 
 
 def describe_capture(target: int | str, finite: bool) -> str:
+    """A name for logs and the retained ``camera`` topic, without credentials."""
     if isinstance(target, int) or str(target).startswith("/dev/"):
         return f"camera {target}"
-    return f"{'file' if finite else 'stream'} {target}"
+    return f"{'file' if finite else 'stream'} {without_credentials(str(target))}"
+
+
+def without_credentials(uri: str) -> str:
+    """The URI with any ``user:password@`` replaced, safe to log and publish."""
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"***@{host}"))
 
 
 def open_source(uri: str, config: SourceConfig) -> FrameSource:

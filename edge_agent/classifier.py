@@ -106,7 +106,10 @@ class Classifier:
 
     def classify(self, frame: np.ndarray, box: Box) -> Verdict:
         """Cut one face from the frame with the crop rule and classify it."""
-        crop = self.crop_rule.cut(frame, box)
+        return self.classify_crop(self.crop_rule.cut(frame, box))
+
+    def classify_crop(self, crop: np.ndarray) -> Verdict:
+        """Classify a face already cut with ``crop_rule``."""
         start = time.perf_counter()
         probs = self.scores(crop)
         self.last_latency_ms = (time.perf_counter() - start) * 1000.0

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edge_agent.camera import without_credentials
 from edge_agent.config import AgentConfig, load_config
 from edge_agent.errors import AgentError
 
@@ -78,9 +79,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    source = without_credentials(config.source.uri)
+    broker = f"{config.mqtt.host}:{config.mqtt.port}"
     print(
-        f"{args.config}: OK (device {config.device_id}, source "
-        f"{config.source.uri}, broker {config.mqtt.host}:{config.mqtt.port})"
+        f"{args.config}: OK (device {config.device_id}, source {source}, "
+        f"broker {broker})"
     )
     return 0
 

@@ -98,6 +98,9 @@ class TrackerConfig:
     max_missed_frames: int = _opt(
         5, "frames a track survives without its face before it ends", min=0
     )
+    max_gap_s: float = _opt(
+        2.0, "seconds a track survives unseen, also when frames stop", min=0.1
+    )
 
 
 @dataclass
@@ -127,7 +130,9 @@ class MqttConfig:
     client_id: str = _opt("", "MQTT client id; empty = mask-edge-<device_id>")
     username: str = _opt("", "user name; empty = anonymous")
     password: str = _opt("", "password for username")
-    topic_prefix: str = _opt("mask-edge", "topics are <topic_prefix>/<device_id>/...")
+    topic_prefix: str = _opt(
+        "mask-edge", "topics are <topic_prefix>/<device_id>/...", topic="path"
+    )
     keepalive_s: int = _opt(30, "keep-alive interval in seconds", min=5, max=3600)
     password_file: str = _opt(
         "", "file whose first line is the password (overrides password)", path=True
@@ -176,7 +181,9 @@ class OutboxConfig:
 class HomeAssistantConfig:
     discovery: bool = _opt(True, "publish Home Assistant MQTT discovery")
     discovery_prefix: str = _opt(
-        "homeassistant", "Home Assistant's discovery prefix (its birth topic too)"
+        "homeassistant",
+        "Home Assistant's discovery prefix (its birth topic too)",
+        topic="path",
     )
 
 
@@ -241,7 +248,9 @@ class LedConfig:
 
 @dataclass
 class AgentConfig:
-    device_id: str = _opt("kiosk-1", "this device's name in topics and events")
+    device_id: str = _opt(
+        "kiosk-1", "this device's name in topics and events", topic="level"
+    )
     log_level: str = _opt(
         "INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR")
     )
@@ -344,6 +353,20 @@ def _check(value: Any, kind: Any, rules: Any) -> str | None:
         return f"expected at least {rules['min']}"
     if "max" in rules and value > rules["max"]:
         return f"expected at most {rules['max']}"
+    if "topic" in rules:
+        return _topic_problem(value, rules["topic"] == "level")
+    return None
+
+
+def _topic_problem(value: str, single_level: bool) -> str | None:
+    """Why a string cannot be part of an MQTT topic name, or None."""
+    levels = value.split("/")
+    if single_level and len(levels) > 1:
+        return "expected one topic level, without '/'"
+    if any(not level for level in levels):
+        return "expected a topic without empty levels (no leading, trailing or '//')"
+    if any(char in value for char in "+#\0"):
+        return "expected a topic without the MQTT wildcards '+' and '#'"
     return None
 
 

@@ -96,7 +96,7 @@ class Voter:
         crop = self.classifier.crop_rule.cut(image, face.box)
         if sharpness(crop) < self.min_sharpness:
             return Vote(UNKNOWN, doubt=BLURRED)
-        verdict = self.classifier.classify(image, face.box)
+        verdict = self.classifier.classify_crop(crop)
         if verdict.confidence < self.min_confidence:
             return Vote(UNKNOWN, verdict.confidence, UNCERTAIN, verdict)
         return Vote(verdict.label, verdict.confidence, None, verdict)

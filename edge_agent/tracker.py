@@ -61,13 +61,17 @@ class Tracker:
 
     Matching is greedy, best overlap first, which is enough for the few faces a
     kiosk sees at once. A track survives ``max_missed`` frames without its face
-    (a blink of the detector); after that it ends, and a face that comes back
-    later starts a new track.
+    (a blink of the detector), and no longer than ``max_gap_s`` seconds unseen
+    (frames can stop, as when the camera is lost); after that it ends, and a
+    face that comes back later starts a new track.
     """
 
-    def __init__(self, min_iou: float = 0.3, max_missed: int = 5) -> None:
+    def __init__(
+        self, min_iou: float = 0.3, max_missed: int = 5, max_gap_s: float = 2.0
+    ) -> None:
         self.min_iou = min_iou
         self.max_missed = max_missed
+        self.max_gap_s = max_gap_s
         self.tracks: list[Track] = []
         self._ids = itertools.count(1)
 
@@ -75,7 +79,7 @@ class Tracker:
         self, boxes: list[Box], frame_index: int, at: float
     ) -> tuple[list[Track], list[Track]]:
         """The track of each box, in order, and the tracks that ended now."""
-        live = self.tracks
+        live, gone = self._expire(at)
         pairs = match_boxes([track.predicted() for track in live], boxes, self.min_iou)
         found: list[Track] = []
         started: list[Track] = []
@@ -91,13 +95,19 @@ class Tracker:
 
         followed = set(pairs.values())
         kept: list[Track] = []
-        ended: list[Track] = []
+        ended: list[Track] = gone
         for index, track in enumerate(live):
             if index not in followed:
                 track.missed += 1
             (ended if track.missed > self.max_missed else kept).append(track)
         self.tracks = kept + started
         return found, ended
+
+    def _expire(self, now: float) -> tuple[list[Track], list[Track]]:
+        """Split tracks into those still live and those unseen for too long."""
+        live = [t for t in self.tracks if now - t.last_seen <= self.max_gap_s]
+        gone = [t for t in self.tracks if now - t.last_seen > self.max_gap_s]
+        return live, gone
 
     def end_all(self) -> list[Track]:
         """End every track, as at a scene cut or the end of the source."""

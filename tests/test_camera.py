@@ -363,3 +363,13 @@ def test_screen_and_led_hear_of_each_camera_change(
     assert states[:2] == [OK, LOST] and states[-2:] == [OK, "stopped"]
     assert agent.camera.state == "stopped"
     assert all(status.source == f"stream {camera.url}" for status in heard)
+
+
+def test_stream_credentials_never_reach_logs_or_topics() -> None:
+    from edge_agent.camera import describe_capture
+
+    name = describe_capture("rtsp://admin:s3cret@127.0.0.1:8554/door", False)
+    assert name == "stream rtsp://***@127.0.0.1:8554/door"
+    assert describe_capture("http://127.0.0.1:8080/video", False) == (
+        "stream http://127.0.0.1:8080/video"
+    )

@@ -103,3 +103,29 @@ def test_readme_config_reference_is_current() -> None:
         check=True,
     )
     assert result.stdout.strip() in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("device_id: door+1\n", "device_id: expected a topic without the MQTT"),
+        ("device_id: hall/door\n", "device_id: expected one topic level"),
+        ("device_id: ''\n", "device_id: expected a topic without empty levels"),
+        ("mqtt:\n  topic_prefix: site/#\n", "mqtt.topic_prefix: expected a topic"),
+        ("mqtt:\n  topic_prefix: /site\n", "mqtt.topic_prefix: expected a topic"),
+    ],
+)
+def test_names_that_would_break_mqtt_topics_are_refused(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(text)
+    result = agent("check-config", str(path))
+    assert result.returncode == 78
+    assert problem in result.stderr
+
+
+def test_nested_topic_prefix_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text("mqtt:\n  topic_prefix: site-a/mask-edge\n")
+    assert load_config(path).topic("events") == "site-a/mask-edge/kiosk-1/events"

@@ -192,3 +192,39 @@ def test_import_refuses_mismatched_labels(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "has 3 outputs but --labels names 2" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_quality_gate_refuses_to_publish(tmp_path: Path) -> None:
+    import keras
+
+    model = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Conv2D(4, 3),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    path = tmp_path / "mine.keras"
+    model.save(path)
+    out = tmp_path / "published"
+    # A negative limit is stricter than any real drop: the gate must refuse.
+    result = convert(
+        "import",
+        str(path),
+        "--calibration",
+        str(_calibration_folder(tmp_path)),
+        "--labels",
+        "with_mask,mask_incorrect,without_mask",
+        "--out",
+        str(out),
+        "--data",
+        str(DATASET),
+        "--max-int8-drop",
+        "-1",
+    )
+    assert result.returncode == 1
+    assert "below float (limit -1.0)" in result.stderr
+    assert "was not published" in result.stderr
+    assert not (out / "model.tflite").exists()
+    assert (tmp_path / ".published.staging" / "manifest.json").is_file()

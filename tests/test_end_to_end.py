@@ -13,6 +13,7 @@ from pathlib import Path
 
 from conftest import DATASET, ROOT, Broker, Subscriber
 
+from convert import sequences
 from convert.dataset import read_annotation
 from edge_agent.geometry import match_boxes
 
@@ -21,12 +22,8 @@ CLEAR_FACE_PX = 48  # faces at least this large count as clearly visible
 
 def clear_scenes(count: int) -> list[str]:
     """Val scenes whose every face is large enough to judge without doubt."""
-    chosen = []
-    for name in (DATASET / "splits" / "val.txt").read_text().split():
-        _, faces = read_annotation(DATASET / "annotations" / f"{name}.xml")
-        if faces and all(min(f.box[2:]) >= CLEAR_FACE_PX for f in faces):
-            chosen.append(name)
-    return chosen[:count]
+    scenes = sequences.clear_scenes(DATASET, "val", CLEAR_FACE_PX, max_faces=99)
+    return [scene.name for scene in scenes[:count]]
 
 
 def run_agent(

@@ -9,6 +9,8 @@ from edge_agent.crop import Box
 from edge_agent.geometry import iou
 from edge_agent.tracker import Tracker
 
+FPS = 15.0  # frame times in these tests, as from a door camera
+
 
 def real_faces(count: int, min_px: int = 30) -> list[Box]:
     """Boxes of the first val scene holding ``count`` faces of at least min_px."""
@@ -48,15 +50,15 @@ def test_prediction_bridges_missed_frames_that_overlap_alone_would_not() -> None
     step = start[2] / 5
     tracker = Tracker(min_iou=0.3, max_missed=5)
     for frame in range(6):
-        tracks, _ = tracker.update([shifted(start, step * frame)], frame, frame)
+        tracks, _ = tracker.update([shifted(start, step * frame)], frame, frame / FPS)
     first = tracks[0]
     last_seen = first.box
     for frame in range(6, 9):
-        assert tracker.update([], frame, frame) == ([], [])
+        assert tracker.update([], frame, frame / FPS) == ([], [])
     back = shifted(start, step * 9)
     # The face moved out of its last box, so overlap alone would start a new track.
     assert iou(back, last_seen) < 0.3
-    tracks, ended = tracker.update([back], 9, 9.0)
+    tracks, ended = tracker.update([back], 9, 9 / FPS)
     assert tracks[0] is first and not ended
     assert first.missed == 0
 
@@ -67,12 +69,12 @@ def test_a_face_gone_too_long_ends_and_returns_as_a_new_person() -> None:
     first = tracker.update([box], 0, 0.0)[0][0]
     ended_at = None
     for frame in range(1, 6):
-        _, ended = tracker.update([], frame, frame)
+        _, ended = tracker.update([], frame, frame / FPS)
         if ended:
             assert ended == [first]
             ended_at = frame
     assert ended_at == 4  # three missed frames survive, the fourth ends it
-    again = tracker.update([box], 6, 6.0)[0][0]
+    again = tracker.update([box], 6, 6 / FPS)[0][0]
     assert again.id != first.id
     assert again.id > first.id
 
@@ -85,7 +87,7 @@ def test_side_by_side_faces_keep_their_own_ids() -> None:
         boxes = [shifted(box, 2 * frame, frame % 3) for box in faces]
         # The detector lists faces in no fixed order.
         order = boxes if frame % 2 else boxes[::-1]
-        tracks, _ = tracker.update(order, frame, frame)
+        tracks, _ = tracker.update(order, frame, frame / FPS)
         ids = {box: track.id for box, track in zip(order, tracks, strict=True)}
         current = [ids[box] for box in boxes]
         first_ids = first_ids or current
@@ -100,3 +102,13 @@ def test_end_all_ends_every_track() -> None:
     assert tracker.tracks == []
     fresh, _ = tracker.update(real_faces(2), 1, 1.0)
     assert {t.id for t in fresh}.isdisjoint({t.id for t in tracks})
+
+
+def test_a_track_unseen_for_too_long_ends_even_without_frames() -> None:
+    box = real_faces(1)[0]
+    tracker = Tracker(max_missed=5, max_gap_s=2.0)
+    first = tracker.update([box], 0, 0.0)[0][0]
+    # The camera delivered nothing for ten minutes; the same spot, a new person.
+    tracks, ended = tracker.update([box], 1, 600.0)
+    assert ended == [first]
+    assert tracks[0].id != first.id
