@@ -9,10 +9,11 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 # Tried in this order: LiteRT is the supported runtime; the others are fallbacks.
+# (module, path to the Interpreter class in it, runtime name)
 RUNTIMES = (
-    ("ai_edge_litert.interpreter", "ai-edge-litert"),
-    ("tflite_runtime.interpreter", "tflite-runtime"),
-    ("tensorflow.lite", "tensorflow"),
+    ("ai_edge_litert.interpreter", "Interpreter", "ai-edge-litert"),
+    ("tflite_runtime.interpreter", "Interpreter", "tflite-runtime"),
+    ("tensorflow", "lite.Interpreter", "tensorflow"),
 )
 
 _chosen: tuple[Any, str] | None = None
@@ -23,12 +24,14 @@ def interpreter_class() -> tuple[Any, str]:
     global _chosen
     if _chosen is not None:
         return _chosen
-    for module_name, runtime in RUNTIMES:
+    for module_name, attribute, runtime in RUNTIMES:
         try:
-            module = importlib.import_module(module_name)
+            found: Any = importlib.import_module(module_name)
         except ImportError:
             continue
-        _chosen = (module.Interpreter, runtime)
+        for name in attribute.split("."):
+            found = getattr(found, name)
+        _chosen = (found, runtime)
         log.info("TFLite runtime: %s", runtime)
         return _chosen
     raise ImportError(
