@@ -82,7 +82,8 @@ def _packaging_options() -> argparse.ArgumentParser:
         "--max-int8-drop",
         type=float,
         default=MAX_INT8_DROP,
-        help="refuse to publish when int8 macro-F1 trails float by more",
+        help="refuse to publish when int8 macro-F1 trails float by more than "
+        "this fraction (default 0.02: two points)",
     )
     return shared
 
@@ -94,14 +95,24 @@ def _add_train(fit: argparse.ArgumentParser) -> None:
         required=True,
         help="dataset root with images/, annotations/, splits/",
     )
-    fit.add_argument("--out", type=Path, default=Path("models") / MODEL_NAME)
+    fit.add_argument(
+        "--out",
+        type=Path,
+        default=Path("models") / MODEL_NAME,
+        help="folder to write model.tflite and manifest.json to",
+    )
     fit.add_argument(
         "--detector-model",
         type=Path,
         help="YuNet .onnx: also train on detector-cut crops",
     )
     fit.add_argument("--size", type=int, default=64, help="crop side in pixels")
-    fit.add_argument("--epochs", type=int, default=TrainSettings.epochs)
+    fit.add_argument(
+        "--epochs",
+        type=int,
+        default=TrainSettings.epochs,
+        help=f"training epochs (default {TrainSettings.epochs})",
+    )
     fit.add_argument("--limit-scenes", type=int, help="use only the first N scenes")
     fit.add_argument(
         "--min-face",
@@ -131,11 +142,21 @@ def _add_import(own: argparse.ArgumentParser) -> None:
         default="symmetric",
         help="how the model expects its pixels",
     )
-    own.add_argument("--channels", choices=("RGB", "BGR"), default="RGB")
+    own.add_argument(
+        "--channels",
+        choices=("RGB", "BGR"),
+        default="RGB",
+        help="channel order the model was trained on (default RGB)",
+    )
     own.add_argument(
         "--data", type=Path, help="dataset root to evaluate on (val split)"
     )
-    own.add_argument("--out", type=Path, required=True)
+    own.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="folder to write model.tflite and manifest.json to",
+    )
     own.set_defaults(run=_import_command)
 
 

@@ -24,6 +24,8 @@ def load_keras_model(path: Path) -> tuple[Any, Any]:
     """Load a ``.keras`` model with Keras 3, or a legacy ``.h5`` with tf_keras."""
     import keras
 
+    if not path.is_file():
+        raise ValueError(f"Keras model {path} does not exist")
     try:
         return keras.models.load_model(path, compile=False), keras
     except (ValueError, TypeError, OSError) as exc:
@@ -35,7 +37,13 @@ def load_keras_model(path: Path) -> tuple[Any, Any]:
             f"{path} is not a Keras 3 model and tf_keras is not installed "
             "(pip install --no-deps tf-keras) to read a legacy Keras 2 file"
         ) from exc
-    return tf_keras.models.load_model(path, compile=False), tf_keras
+    try:
+        return tf_keras.models.load_model(path, compile=False), tf_keras
+    except (ValueError, TypeError, OSError, ImportError) as exc:
+        raise ValueError(
+            f"{path} is neither a Keras 3 (.keras) nor a legacy Keras 2 (.h5) "
+            f"model: {str(exc).splitlines()[0]}"
+        ) from exc
 
 
 def with_pixel_scaling(model: Any, keras: Any, scaling: str) -> Any:

@@ -233,7 +233,10 @@ def open_source(uri: str, config: SourceConfig) -> FrameSource:
         )
 
     if not path.is_file():
-        raise SourceError(f"source {uri} is no camera, folder, file or stream URL")
+        raise SourceError(
+            f"source {uri} does not exist (give a camera index, /dev/videoN, a "
+            "video file, an image folder or a stream URL)"
+        )
     video = CaptureSource(uri, finite=True, loop=config.loop)
     if not config.loop:
         return ReplaySource(video)

@@ -1,7 +1,6 @@
-"""``edge-agent``: run the kiosk agent, check a config, or watch its topics.
+"""edge-agent: run the mask-edge kiosk agent, check its config, or watch its topics."""
 
-Every failure a user can act on ends here, as one message and an exit code.
-"""
+# Every failure a user can act on ends here, as one message and an exit code.
 
 from __future__ import annotations
 
@@ -44,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the agent")
     run.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     run.add_argument("--source", help="override source.uri from the config")
-    run.add_argument("--max-frames", type=int, help="stop after N frames")
+    run.add_argument("--max-frames", type=_positive, help="stop after N frames")
     run.set_defaults(command=_run)
 
     check = commands.add_parser("check-config", help="validate a config and exit")
@@ -53,9 +52,20 @@ def _parser() -> argparse.ArgumentParser:
 
     watch = commands.add_parser("watch", help="print what the agent publishes")
     watch.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
-    watch.add_argument("--count", type=int, help="exit after N events")
+    watch.add_argument("--count", type=_positive, help="exit after N events")
     watch.set_defaults(command=_watch)
     return parser
+
+
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least one."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
 
 
 def _setup_logging(config: AgentConfig, debug: bool) -> None:

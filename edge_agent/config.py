@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import logging
+import math
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,7 +126,7 @@ class DecisionConfig:
 
 @dataclass
 class MqttConfig:
-    host: str = _opt("127.0.0.1", "broker host name or address")
+    host: str = _opt("127.0.0.1", "broker host name or address", nonempty=True)
     port: int = _opt(1883, "broker port", min=1, max=65535)
     client_id: str = _opt("", "MQTT client id; empty = mask-edge-<device_id>")
     username: str = _opt("", "user name; empty = anonymous")
@@ -280,19 +281,23 @@ class AgentConfig:
 def load_config(path: Path) -> AgentConfig:
     """Read and check a config file; relative paths are taken from its folder."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text: {exc}") from exc
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(_yaml_problem(path, exc)) from exc
     errors: list[str] = []
     config = AgentConfig()
     if node is not None:
         if not isinstance(node, yaml.MappingNode):
             raise ConfigError(f"{path}:1: the config must be a mapping of keys")
         _fill(config, node, "", path, errors)
+    if not errors:
+        errors = [f"{path}: {problem}" for problem in _cross_check(config)]
     if errors:
         raise ConfigError("\n".join(errors))
     _resolve_paths(config, path.parent.resolve())
@@ -304,9 +309,14 @@ def _fill(
 ) -> None:
     fields = {f.name: f for f in dataclasses.fields(target)}
     hints = get_type_hints(type(target))
+    seen: set[str] = set()
     for key_node, value_node in node.value:
         key = str(key_node.value)
         where = f"{path}:{key_node.start_mark.line + 1}: {prefix}{key}"
+        if key in seen:
+            errors.append(f"{where}: given twice; keep one")
+            continue
+        seen.add(key)
         if key not in fields:
             close = difflib.get_close_matches(key, list(fields), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -347,6 +357,10 @@ def _check(value: Any, kind: Any, rules: Any) -> str | None:
     )
     if not ok:
         return f"expected {names.get(kind, kind)}"
+    if kind is float and not math.isfinite(value):
+        return "expected a finite number"
+    if rules.get("nonempty") and not value.strip():
+        return "expected a value, not an empty string"
     if "choices" in rules and value not in rules["choices"]:
         return f"expected one of {', '.join(rules['choices'])}"
     if "min" in rules and value < rules["min"]:
@@ -356,6 +370,33 @@ def _check(value: Any, kind: Any, rules: Any) -> str | None:
     if "topic" in rules:
         return _topic_problem(value, rules["topic"] == "level")
     return None
+
+
+def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
+    """One line: the file, the line and what the YAML parser objected to."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    line = f":{mark.line + 1}" if mark is not None else ""
+    return f"{path}{line}: not valid YAML: {problem}"
+
+
+def _cross_check(config: AgentConfig) -> list[str]:
+    """Problems no single key shows: settings that contradict each other."""
+    problems = []
+    if config.decision.window_frames < config.decision.min_frames:
+        problems.append(
+            "decision.window_frames must be at least decision.min_frames "
+            f"({config.decision.window_frames} < {config.decision.min_frames})"
+        )
+    for section in ("source", "mqtt"):
+        low = getattr(config, section).reconnect_min_s
+        high = getattr(config, section).reconnect_max_s
+        if low > high:
+            problems.append(
+                f"{section}.reconnect_min_s must not exceed "
+                f"{section}.reconnect_max_s ({low} > {high})"
+            )
+    return problems
 
 
 def _topic_problem(value: str, single_level: bool) -> str | None:

@@ -49,6 +49,11 @@ def read_manifest(model_dir: Path) -> Manifest:
         raise ModelError(f"model manifest {path} does not exist")
     try:
         raw = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelError(f"model manifest {path} is not valid JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ModelError(f"model manifest {path} must be a JSON object")
+    try:
         model_file = model_dir / raw.get("file", "model.tflite")
         inp = raw["input"]
         manifest = Manifest(
@@ -63,8 +68,10 @@ def read_manifest(model_dir: Path) -> Manifest:
             crop=CropRule.from_manifest(raw["crop"]),
             raw=raw,
         )
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"model manifest {path} is malformed: {exc!r}") from exc
+    except KeyError as exc:
+        raise ModelError(f"model manifest {path} lacks the key {exc}") from exc
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ModelError(f"model manifest {path} has a malformed value: {exc}") from exc
     labels = manifest.labels
     if len(set(labels)) != len(labels) or len(labels) < 2 or set(labels) - set(LABELS):
         raise ModelError(

@@ -6,7 +6,7 @@ SHARED=${SHARED:-../shared}
 BIN=${BIN:-.venv/bin}
 DATA="$SHARED/data/larxel-face-mask"
 SCENES=build/val-scenes
-PORT=${MQTT_PORT:-1883}
+PORT=1883  # the broker port config/agent.yaml names
 
 if [ ! -f "$DATA/splits/val.txt" ]; then
   echo "make run: the dataset is missing at $DATA (set SHARED=...)" >&2
@@ -36,8 +36,11 @@ else
   echo "   retrying the broker while it runs"
 fi
 
-"$BIN/edge-agent" watch --config config/agent.yaml | sed -u 's/^/[subscriber] /' &
+# Process substitution, so that $! is the watcher itself and cleanup stops it.
+"$BIN/edge-agent" watch --config config/agent.yaml \
+  > >(sed -u 's/^/[subscriber] /') &
 pids+=($!)
 sleep 0.5
 "$BIN/edge-agent" run --config config/agent.yaml --source "$SCENES" "$@"
 sleep 0.5
+echo "== the kiosk screen was drawn to build/screen/latest.png (now 'Out of service')"

@@ -126,3 +126,20 @@ def _rewrite_manifest(model_dir: Path, **changes: object) -> None:
     manifest = json.loads(path.read_text())
     manifest.update(changes)
     path.write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[1, 2]", "must be a JSON object"),
+        ('{"name": "x"', "is not valid JSON"),
+        ('{"name": "x", "version": "1"}', "lacks the key 'input'"),
+    ],
+)
+def test_malformed_manifest_is_refused_plainly(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    model_dir = copy_model(tmp_path)
+    (model_dir / "manifest.json").write_text(text)
+    with pytest.raises(ModelError, match=problem):
+        Classifier(model_dir)

@@ -129,3 +129,45 @@ def test_nested_topic_prefix_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "agent.yaml"
     path.write_text("mqtt:\n  topic_prefix: site-a/mask-edge\n")
     assert load_config(path).topic("events") == "site-a/mask-edge/kiosk-1/events"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("mqtt:\n  host: ''\n", ":2: mqtt.host: expected a value"),
+        (
+            "heartbeat:\n  interval_s: .nan\n",
+            ":2: heartbeat.interval_s: expected a finite number",
+        ),
+        ("device_id: a\ndevice_id: b\n", ":2: device_id: given twice"),
+        (
+            "decision:\n  min_frames: 8\n  window_frames: 5\n",
+            "decision.window_frames must be at least decision.min_frames (5 < 8)",
+        ),
+        (
+            "mqtt:\n  reconnect_min_s: 90\n",
+            "mqtt.reconnect_min_s must not exceed mqtt.reconnect_max_s (90 > 60)",
+        ),
+    ],
+)
+def test_values_that_would_misbehave_are_refused(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(text)
+    result = agent("check-config", str(path))
+    assert result.returncode == 78
+    assert problem in result.stderr
+
+
+def test_yaml_and_encoding_errors_are_one_line_with_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text("mqtt:\n  host: [unclosed\n")
+    broken = agent("check-config", str(path))
+    assert broken.returncode == 78
+    assert broken.stderr.startswith(f"edge-agent: {path}:")
+    assert len(broken.stderr.strip().splitlines()) == 1
+    path.write_bytes(b"device_id: caf\xe9\n")
+    latin = agent("check-config", str(path))
+    assert latin.returncode == 78
+    assert "is not UTF-8 text" in latin.stderr and "Traceback" not in latin.stderr
