@@ -2,8 +2,8 @@
 
 One retained message under ``<prefix>/device/<node_id>/config`` (Home
 Assistant's device-based discovery) lists every entity: the last verdict,
-a count per verdict, the compliance rate, the frame rate, the camera state,
-the outbox backlog, and an ``event`` entity fired by each compliance event.
+a count of people per verdict, the compliance rate, the frame rate, the camera
+state, the outbox backlog, and an ``event`` entity fired by each compliance event.
 Availability follows the agent's retained ``status`` topic. Events sent from
 the outbox after an outage fire the event entity late; their ``time`` tells
 when they happened.
@@ -68,9 +68,19 @@ def device_config(config: AgentConfig, model_info: dict[str, Any]) -> dict[str, 
 def _components(
     config: AgentConfig, node: str, labels: list[str]
 ) -> dict[str, dict[str, Any]]:
-    events = config.topic("events")
-    heartbeat = config.topic("heartbeat")
-    components: dict[str, dict[str, Any]] = {
+    components = {
+        **_event_components(config.topic("events"), labels),
+        **_heartbeat_components(config.topic("heartbeat")),
+        **_count_components(config.topic("heartbeat"), labels),
+    }
+    for key, component in components.items():
+        component["unique_id"] = f"{node}_{key}"
+    return components
+
+
+def _event_components(events: str, labels: list[str]) -> dict[str, dict[str, Any]]:
+    """The last verdict and the event entity, both fed by each compliance event."""
+    return {
         "last_verdict": _sensor(
             "Last verdict",
             events,
@@ -92,6 +102,11 @@ def _components(
             ),
             "icon": "mdi:face-mask-outline",
         },
+    }
+
+
+def _heartbeat_components(heartbeat: str) -> dict[str, dict[str, Any]]:
+    return {
         "compliance_rate": _sensor(
             "Compliance rate",
             heartbeat,
@@ -119,17 +134,23 @@ def _components(
             entity_category="diagnostic",
         ),
     }
-    for label in labels:
-        components[f"count_{label}"] = _sensor(
-            f"Faces {label.replace('_', ' ')}",
+
+
+def _count_components(heartbeat: str, labels: list[str]) -> dict[str, dict[str, Any]]:
+    """People per verdict: the heartbeat's ``decisions``, one per person.
+
+    Its ``verdicts`` count classified frames, dozens for one person.
+    """
+    return {
+        f"count_{label}": _sensor(
+            f"People {label.replace('_', ' ')}",
             heartbeat,
-            f"{{{{ value_json.verdicts.{label} | default(0) }}}}",
+            f"{{{{ value_json.decisions.{label} | default(0) }}}}",
             state_class="total_increasing",
-            unit_of_measurement="faces",
+            unit_of_measurement="people",
         )
-    for key, component in components.items():
-        component["unique_id"] = f"{node}_{key}"
-    return components
+        for label in labels
+    }
 
 
 def _sensor(name: str, topic: str, template: str, **extra: Any) -> dict[str, Any]:

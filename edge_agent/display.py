@@ -174,10 +174,15 @@ class Screen:
         assert self.sink is not None
         try:
             self.sink.show(draw())
-        except Exception:
+        except Exception as exc:
             self.failures += 1
             if self.failures == 1:
-                log.exception("Screen %s cannot be drawn", self.sink.description)
+                log.warning(
+                    "Screen %s cannot be drawn (%s); the kiosk runs on without it",
+                    self.sink.description,
+                    exc,
+                )
+                log.debug("Screen failure", exc_info=True)
             else:
                 log.debug("Screen still failing (%d times)", self.failures)
             return False

@@ -270,10 +270,15 @@ class Indicator:
             return
         try:
             change(self._lamp)
-        except Exception:
+        except Exception as exc:
             self.failures += 1
             if self.failures == 1:
-                log.exception("Status LED cannot be set to %s", state)
+                log.warning(
+                    "Status LED cannot be set to %s (%s); the kiosk runs on without it",
+                    state,
+                    exc,
+                )
+                log.debug("Status LED failure", exc_info=True)
 
     def _start_timer(self, delay: float) -> None:
         self._timer = threading.Timer(delay, self._hold_over)

@@ -1,4 +1,5 @@
-"""The paho client as the config asks: MQTT version, credentials, TLS, last will."""
+"""The paho client as the config asks: MQTT version, credentials, TLS, last will;
+and what to tell the user when the broker says no or cannot be reached."""
 
 from __future__ import annotations
 
@@ -11,19 +12,33 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.config import AgentConfig, MqttConfig
-from edge_agent.errors import ConfigError
+from edge_agent.errors import AgentError, ConfigError
 
 log = logging.getLogger(__name__)
 
 PROTOCOLS = {"3.1.1": mqtt.MQTTv311, "5": mqtt.MQTTv5}
 
 
-def build_client(config: AgentConfig, will_topic: str, will: str) -> mqtt.Client:
-    """A client ready for ``connect_async``; bad credentials or TLS files raise."""
+class BrokerError(AgentError):
+    """The MQTT broker refused the connection or could not be reached."""
+
+    exit_code = getattr(os, "EX_UNAVAILABLE", 69)
+
+
+def build_client(
+    config: AgentConfig,
+    will: tuple[str, str] | None = None,
+    client_id: str | None = None,
+) -> mqtt.Client:
+    """A client ready for ``connect_async``; bad credentials or TLS files raise.
+
+    ``will`` is the (topic, payload) the broker publishes, retained, if the
+    client vanishes; ``client_id`` defaults to the device's own.
+    """
     settings = config.mqtt
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
-        client_id=config.client_id(),
+        client_id=client_id or config.client_id(),
         protocol=PROTOCOLS[settings.protocol],
     )
     if settings.username:
@@ -33,9 +48,31 @@ def build_client(config: AgentConfig, will_topic: str, will: str) -> mqtt.Client
         client.tls_insecure_set(settings.tls_insecure)
         if settings.tls_insecure:
             log.warning("mqtt.tls_insecure is on: the broker's name is not checked")
-    client.will_set(will_topic, will, qos=1, retain=True)
+    if will is not None:
+        client.will_set(will[0], will[1], qos=1, retain=True)
     client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
     return client
+
+
+def refusal(config: AgentConfig, reason: object) -> str:
+    """What to say when the broker answers the connection with a refusal."""
+    settings = config.mqtt
+    return (
+        f"MQTT broker {settings.host}:{settings.port} refused the connection "
+        f"({reason}); check mqtt.username ({settings.username or 'not set'}), "
+        "mqtt.password (or password_file, password_env) and the broker's "
+        "access rules"
+    )
+
+
+def unreachable(config: AgentConfig) -> str:
+    """What to say when no connection to the broker can be made at all."""
+    settings = config.mqtt
+    tls = ", the certificates (mqtt.tls_ca_file...)" if settings.tls else ""
+    return (
+        f"MQTT broker {settings.host}:{settings.port} cannot be reached; check "
+        f"mqtt.host, mqtt.port{tls} and that the broker runs"
+    )
 
 
 def password(settings: MqttConfig) -> str:

@@ -1,25 +1,27 @@
 """The outbox: compliance events kept on disk until the broker acknowledges them.
 
 Each event is one row of an SQLite database in WAL mode, numbered by a sequence
-that only grows (``seq``, also put in the published payload so a consumer can
-order events and see gaps). A row is deleted only when the broker's PUBACK for
-it arrives, so an event survives a lost connection, a restart and ``kill -9``;
-its ``id`` makes the rare second delivery harmless.
+that only grows and never repeats, across restarts too (``seq``, also put in
+the published payload so a consumer can order events and see gaps). A row is
+deleted only when the broker's PUBACK for it arrives, so an event survives a
+lost connection, a restart and ``kill -9``. A number is used only once it is on
+disk: a refused event's number is still recorded (a one-row update), and if
+even that fails the event goes out with ``seq: null``.
 
-What is synced when: every event is its own committed transaction. With
-``synchronous=FULL`` SQLite fsyncs the WAL at each commit, so a stored event
-survives power loss too, at the price of one fsync per event. With ``NORMAL``
-the WAL is fsynced only at checkpoints: a commit sits in the OS page cache, so
-it survives the agent being killed (``kill -9``, a crash, the OOM killer) but
-the last events before a power cut or kernel panic can be lost.
+The cost to the frame loop: ``add`` commits one transaction per event. With
+``synchronous=FULL`` that is an fsync, so a stored event survives power loss
+(``bench/outbox_cost.py``: about 0.25 ms median on an SSD, more on an SD card),
+plus a checkpoint's fsync every ~50 pages; with ``NORMAL`` a commit survives a
+crash but not a power cut. The sender deletes one batch (one commit) per lock,
+so ``add`` waits behind one at most; another process holding the write lock is
+waited for ``outbox_file.BUSY_TIMEOUT_S`` (twice), then the event is refused.
 
-The outbox is bounded by rows and by payload bytes: past either, the oldest
-events are dropped first and counted in a counter kept in the database. A full
-disk is handled the same way: the outbox gives back a reserve file it keeps
-for this, checkpoints, drops the oldest and retries; an event that still
-cannot be stored is handed to the broker without a copy on disk if the
-connection is up, and counted as dropped if not. Nothing here raises into the
-frame loop.
+Past ``max_events`` or ``max_bytes``, and on a full disk (see ``outbox_file``),
+the oldest events are dropped and counted in the database. An event that still
+cannot be stored is handed to the broker without a copy if the connection is
+up, and counted as dropped if not. No method raises: an SQLite error is counted
+(``errors``), logged as a warning (the first, then once a minute) and answered
+with the last known figure.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -35,32 +36,40 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_agent.outbox_file import (
+    DiskReserve,
+    counter,
+    is_full,
+    open_database,
+    record_seq,
+    transaction,
+)
+
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL,
-    created REAL NOT NULL,
-    payload TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS counters (
-    name TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-"""
 FULL_DISK_RETRIES = 3
-# Space held in a file beside the database and given back when the disk is
-# full: on a 100 % full disk SQLite cannot even delete (the WAL must grow).
-RESERVE_BYTES = 512 * 1024
-WAL_CHECKPOINT_PAGES = 50  # keeps the WAL (and the room it needs) small
 REMOVE_BATCH = 32
-DROP_LOG_INTERVAL_S = 60.0
+LOG_INTERVAL_S = 60.0
+
+
+class LogThrottle:
+    """Lets a repeated message through the first time, then once per interval."""
+
+    def __init__(self, interval_s: float = LOG_INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self._next = 0.0
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + self.interval_s
+        return True
 
 
 @dataclass
 class Pending:
-    """One stored event waiting for the broker."""
+    """One event waiting for the broker; ``seq`` is 0 if it has no number."""
 
     seq: int
     payload: str
@@ -80,120 +89,101 @@ class Outbox:
         self.path = str(path)
         self.max_events = max_events
         self.max_bytes = max_bytes
+        self.errors = 0  # SQLite errors met, each answered without raising
         self._lock = threading.Lock()
+        self._throttles: dict[str, LogThrottle] = {}
         self._unsaved_drops = 0
-        self._last_drop_log = 0.0
-        self._reserve = Path(f"{path}.reserve")
-        self._reserve_retry_at = 0.0
         try:
-            self._db = self._open(self.path, synchronous)
+            self._db = self._load(self.path, synchronous)
             self.durable = True
         except sqlite3.Error as exc:
-            log.error(
+            log.warning(
                 "Outbox %s cannot be opened (%s); events are kept in memory "
                 "only and a restart loses those not yet sent",
                 self.path,
                 exc,
             )
-            self._db = self._open(":memory:", synchronous)
+            self._db = self._load(":memory:", synchronous)
             self.durable = False
-        self._capped = False
-        self._max_pages = int(self._db.execute("PRAGMA max_page_count").fetchone()[0])
-        if self.durable:
-            self._keep_reserve()
-        self._rows, self._bytes = self._db.execute(
-            "SELECT count(*), coalesce(sum(length(payload)), 0) FROM events"
-        ).fetchone()
-        row = self._db.execute(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'events'"
-        ).fetchone()
-        self._next_seq = (row[0] if row else 0) + 1
+        self._disk = DiskReserve(self.path, enabled=self.durable)
+        self._disk.claim()
         if self._rows:
             log.info(
                 "Outbox %s holds %d events from an earlier run", self.path, self._rows
             )
 
-    @staticmethod
-    def _open(path: str, synchronous: str) -> sqlite3.Connection:
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    def _load(self, path: str, synchronous: str) -> sqlite3.Connection:
+        """Open the database and read its figures: rows, bytes, drops, last seq."""
+        db = open_database(path, synchronous)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={synchronous}")
-            # Without a limit the WAL file keeps its largest size on disk.
-            db.execute("PRAGMA journal_size_limit=1048576")
-            db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
-            db.execute("PRAGMA temp_store=MEMORY")
-            db.executescript(SCHEMA)
+            self._rows, self._bytes, self._oldest = db.execute(
+                "SELECT count(*), coalesce(sum(length(payload)), 0), "
+                "coalesce(min(created), 0) FROM events"
+            ).fetchone()
+            self._saved_drops = counter(db, "dropped")
+            row = db.execute(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'events'"
+            ).fetchone()
+            self._next_seq = max(row[0] if row else 0, counter(db, "last_seq")) + 1
         except sqlite3.Error:
             db.close()
             raise
+        # Stored events leave their seq in sqlite_sequence; a refused one's goes
+        # here, in a row made now so that a full disk need not find a new page.
+        with contextlib.suppress(sqlite3.Error):
+            record_seq(db, self._next_seq - 1)
         return db
 
     def add(self, event: dict[str, Any]) -> Pending:
         """Number an event and store it; ``stored`` is False if the disk refused."""
         with self._lock:
             seq = self._next_seq
-            self._next_seq += 1
-            payload = json.dumps({**event, "seq": seq}, default=_plain)
+            payload = _payload(event, seq)
+            failure: sqlite3.Error = sqlite3.OperationalError("the disk is full")
             for _ in range(FULL_DISK_RETRIES):
                 try:
                     self._insert(seq, str(event.get("id", "")), payload)
                 except sqlite3.Error as exc:
-                    if _is_full(exc) and self._make_room():
+                    failure = exc
+                    if is_full(exc) and self._make_room():
                         continue
-                    self._log_drop(f"event {seq} cannot be stored ({exc})")
-                    return Pending(seq, payload, stored=False)
-                self._enforce_bounds()
-                return Pending(seq, payload)
-            self._log_drop(f"event {seq} cannot be stored: the disk is full")
-            return Pending(seq, payload, stored=False)
+                    break
+                else:
+                    self._next_seq = seq + 1
+                    self._enforce_bounds()
+                    self._lift_cap()
+                    return Pending(seq, payload)
+            return self._unstored(event, seq, failure)
+
+    def _unstored(self, event: dict[str, Any], seq: int, exc: sqlite3.Error) -> Pending:
+        """An event the disk refused, numbered only if its number can be kept."""
+        self._warn("cannot store events", exc)
+        try:
+            with transaction(self._db):
+                record_seq(self._db, seq)
+        except sqlite3.Error as record_exc:
+            self._warn("cannot record a sequence number", record_exc)
+            return Pending(0, _payload(event, None), stored=False)
+        self._next_seq = seq + 1
+        return Pending(seq, _payload(event, seq), stored=False)
 
     def _make_room(self) -> bool:
         """Free space on a full disk; False if there was nothing left to free."""
-        released = False
-        if self.durable and self._reserve.exists():
-            self._reserve.unlink(missing_ok=True)
-            released = True
-            log.warning(
-                "Disk of %s is full; the outbox's %d KB reserve is given back",
-                self.path,
-                RESERVE_BYTES // 1024,
-            )
-        with contextlib.suppress(sqlite3.Error):
-            self._db.execute("PRAGMA wal_checkpoint(RESTART)")
-            # From now on the file must not grow: a checkpoint that needs a
-            # larger file would fail, and with it every delete. Freed pages
-            # of dropped events are reused instead.
-            pages = self._db.execute("PRAGMA page_count").fetchone()[0]
-            if released:  # half the reserve for rows, half for the WAL
-                size = self._db.execute("PRAGMA page_size").fetchone()[0]
-                pages += RESERVE_BYTES // 2 // size
-            self._db.execute(f"PRAGMA max_page_count={int(pages)}")
-            self._capped = True
+        if self._disk.capped and self._lift_cap(now=True):
+            return True  # the cap was full, not the disk
+        released = self._disk.give_back()
+        self._disk.cap(self._db, released)
         dropped = self._rows > 0 and self._drop_oldest(
             max(1, self._rows // 10), "the disk is full"
         )
         return released or dropped
 
-    def _uncap(self) -> None:
-        if self._capped:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute(f"PRAGMA max_page_count={self._max_pages}")
-                self._capped = False
-                log.info("Outbox %s may grow again", self.path)
-
-    def _keep_reserve(self) -> None:
-        """Claim the reserve file again, once the disk has room for it."""
-        now = time.monotonic()
-        if now < self._reserve_retry_at or self._reserve.exists():
-            return
-        self._reserve_retry_at = now + DROP_LOG_INTERVAL_S
+    def _lift_cap(self, now: bool = False) -> bool:
         try:
-            with open(self._reserve, "wb") as handle:
-                os.posix_fallocate(handle.fileno(), 0, RESERVE_BYTES)
-        except OSError as exc:
-            self._reserve.unlink(missing_ok=True)
-            log.debug("Outbox reserve %s not claimed (%s)", self._reserve, exc)
+            return self._disk.lift(self._db, now)
+        except sqlite3.Error as exc:
+            self._warn("cannot lift its full-disk cap", exc)
+            return False
 
     def count_lost(self, count: int = 1) -> None:
         """Count events that were neither stored nor handed to the broker."""
@@ -201,14 +191,18 @@ class Outbox:
             self._unsaved_drops += count
 
     def _insert(self, seq: int, event_id: str, payload: str) -> None:
-        with _transaction(self._db):
+        created = time.time()
+        with transaction(self._db):
             self._db.execute(
                 "INSERT INTO events (seq, id, created, payload) VALUES (?, ?, ?, ?)",
-                (seq, event_id, time.time(), payload),
+                (seq, event_id, created, payload),
             )
             if self._unsaved_drops:
                 self._bump_dropped(self._unsaved_drops)
+        self._saved_drops += self._unsaved_drops
         self._unsaved_drops = 0
+        if not self._rows:
+            self._oldest = created
         self._rows += 1
         self._bytes += len(payload)
 
@@ -223,7 +217,7 @@ class Outbox:
     def _drop_oldest(self, count: int, why: str) -> bool:
         """Delete the ``count`` oldest events and count them; False if none went."""
         try:
-            with _transaction(self._db):
+            with transaction(self._db):
                 dropped, size = self._db.execute(
                     "SELECT count(*), coalesce(sum(length(payload)), 0) FROM "
                     "(SELECT payload FROM events ORDER BY seq LIMIT ?)",
@@ -236,12 +230,16 @@ class Outbox:
                 )
                 self._bump_dropped(dropped)
         except sqlite3.Error as exc:
-            log.error("Outbox cannot drop old events (%s)", exc)
+            self._warn("cannot drop old events", exc)
             return False
+        self._saved_drops += dropped
         self._rows -= dropped
         self._bytes -= size
-        if dropped:
-            self._log_drop(f"{dropped} oldest events dropped: {why}")
+        if dropped and self._throttle("drop").allow():
+            # Events are lost: an error, but one line a minute says enough.
+            log.error(
+                "Outbox %s lost the %d oldest events: %s", self.path, dropped, why
+            )
         return dropped > 0
 
     def _bump_dropped(self, count: int) -> None:
@@ -251,52 +249,65 @@ class Outbox:
             (count,),
         )
 
-    def _log_drop(self, message: str) -> None:
-        # A full disk drops on every frame; one line a minute says enough.
-        now = time.monotonic()
-        if now - self._last_drop_log >= DROP_LOG_INTERVAL_S:
-            self._last_drop_log = now
-            log.error("Outbox %s: %s", self.path, message)
+    def _throttle(self, what: str) -> LogThrottle:
+        return self._throttles.setdefault(what, LogThrottle())
+
+    def _warn(self, what: str, exc: BaseException) -> None:
+        self.errors += 1
+        if self._throttle(what).allow():
+            log.warning(
+                "Outbox %s %s (%s); %d SQLite errors so far",
+                self.path,
+                what,
+                exc,
+                self.errors,
+            )
 
     def remove(self, seqs: list[int]) -> bool:
         """Forget events the broker acknowledged; False if the disk refused."""
-        with self._lock:
-            # Small transactions: each fits in the WAL a full disk lets us keep.
-            for start in range(0, len(seqs), REMOVE_BATCH):
+        # A batch per lock and transaction: the frame loop waits behind one
+        # commit at most, and each batch fits in the WAL a full disk leaves.
+        for start in range(0, len(seqs), REMOVE_BATCH):
+            with self._lock:
                 try:
                     self._delete(seqs[start : start + REMOVE_BATCH])
                 except sqlite3.Error as exc:
-                    log.warning("Outbox cannot forget acknowledged events (%s)", exc)
+                    self._warn("cannot forget acknowledged events", exc)
                     with contextlib.suppress(sqlite3.Error):
                         self._db.execute("PRAGMA wal_checkpoint(RESTART)")
                     return False
-            if self.durable and not self._rows:
-                self._keep_reserve()
-                if self._reserve.exists():  # the disk has room again
-                    self._uncap()
-            return True
+        if seqs:
+            with self._lock:
+                self._lift_cap()
+        return True
 
     def _delete(self, seqs: list[int]) -> None:
-        gone = size = 0
-        with _transaction(self._db):
-            for seq in seqs:
-                row = self._db.execute(
-                    "SELECT length(payload) FROM events WHERE seq = ?", (seq,)
-                ).fetchone()
-                if row:
-                    self._db.execute("DELETE FROM events WHERE seq = ?", (seq,))
-                    gone += 1
-                    size += row[0]
+        chosen = json.dumps(seqs)
+        with transaction(self._db):
+            gone, size = self._db.execute(
+                "SELECT count(*), coalesce(sum(length(payload)), 0) FROM events "
+                "WHERE seq IN (SELECT value FROM json_each(?))",
+                (chosen,),
+            ).fetchone()
+            self._db.execute(
+                "DELETE FROM events WHERE seq IN (SELECT value FROM json_each(?))",
+                (chosen,),
+            )
         self._rows -= gone
         self._bytes -= size
 
     def after(self, seq: int, limit: int) -> list[Pending]:
         """Up to ``limit`` stored events with a sequence above ``seq``, in order."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                (seq, limit),
-            ).fetchall()
+            try:
+                rows = self._db.execute(
+                    "SELECT seq, payload FROM events WHERE seq > ? ORDER BY seq "
+                    "LIMIT ?",
+                    (seq, limit),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                self._warn("cannot read waiting events", exc)
+                return []
         return [Pending(s, p) for s, p in rows]
 
     def backlog(self) -> int:
@@ -305,19 +316,19 @@ class Outbox:
 
     def dropped(self) -> int:
         """Events dropped since the outbox was created, across restarts."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT value FROM counters WHERE name = 'dropped'"
-            ).fetchone()
-            return (row[0] if row else 0) + self._unsaved_drops
+        return self._saved_drops + self._unsaved_drops
 
     def oldest_age_s(self) -> float:
         """Seconds since the oldest waiting event was stored; 0 when empty."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT created FROM events ORDER BY seq LIMIT 1"
-            ).fetchone()
-        return max(0.0, time.time() - row[0]) if row else 0.0
+            try:
+                row = self._db.execute(
+                    "SELECT created FROM events ORDER BY seq LIMIT 1"
+                ).fetchone()
+                self._oldest = row[0] if row else 0.0
+            except sqlite3.Error as exc:
+                self._warn("cannot read its oldest event", exc)
+        return max(0.0, time.time() - self._oldest) if self._rows else 0.0
 
     def state(self) -> dict[str, Any]:
         """The outbox's figures for the heartbeat."""
@@ -326,36 +337,16 @@ class Outbox:
             "dropped": self.dropped(),
             "oldest_pending_s": round(self.oldest_age_s(), 1),
             "durable": self.durable,
+            "errors": self.errors,
         }
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, contextlib.suppress(sqlite3.Error):
             self._db.close()
 
 
-class _transaction:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
-        if kind is None:
-            try:
-                self._db.execute("COMMIT")
-                return
-            except sqlite3.Error:
-                self._rollback()
-                raise
-        self._rollback()
-
-    def _rollback(self) -> None:
-        # After a failed COMMIT SQLite may have rolled back already.
-        with contextlib.suppress(sqlite3.Error):
-            self._db.execute("ROLLBACK")
+def _payload(event: dict[str, Any], seq: int | None) -> str:
+    return json.dumps({**event, "seq": seq}, default=_plain)
 
 
 def _plain(value: Any) -> Any:
@@ -365,11 +356,6 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _is_full(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    return code == sqlite3.SQLITE_FULL or "full" in str(exc)
-
-
 def open_outbox(
     state_dir: Path, max_events: int, max_mb: float, synchronous: str
 ) -> Outbox:
@@ -377,7 +363,7 @@ def open_outbox(
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        log.error("State folder %s cannot be created (%s)", state_dir, exc.strerror)
+        log.warning("State folder %s cannot be created (%s)", state_dir, exc.strerror)
     return Outbox(
         state_dir / "outbox.sqlite3", max_events, int(max_mb * 1_000_000), synchronous
     )

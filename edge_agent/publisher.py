@@ -4,8 +4,10 @@ Every event goes to the outbox first; a sender thread hands it to paho and the
 broker's PUBACK removes it. New events go out at once; events stored while the
 broker was away (or left by an earlier run) drain in ``seq`` order beside them,
 at most ``outbox.drain_rate`` a second and ``outbox.drain_window`` unacknowledged
-at a time, so a long backlog never holds up what happens now. Nothing here
-blocks the frame loop: paho connects and reconnects on its own thread.
+at a time, so a long backlog never holds up what happens now. paho connects and
+reconnects on its own thread; the frame loop never waits on the network. What
+``publish_event`` costs it is the outbox's commit (see ``outbox``): one fsync
+with ``synchronous=FULL``, rare since a person gives one event, not one a frame.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from paho.mqtt.enums import MQTTErrorCode
 
 from edge_agent import discovery
 from edge_agent.config import AgentConfig
-from edge_agent.mqtt_client import build_client
-from edge_agent.outbox import Outbox, Pending, open_outbox
+from edge_agent.mqtt_client import build_client, refusal, unreachable
+from edge_agent.outbox import LogThrottle, Outbox, Pending, open_outbox
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,7 @@ IDLE_TICK_S = 1.0
 
 
 class Publisher:
-    """One MQTT connection, kept up in the background; never blocks the frame loop."""
+    """One MQTT connection, kept up in the background; never waits on the net."""
 
     def __init__(
         self,
@@ -45,7 +47,7 @@ class Publisher:
         self._config = config
         self._model_info = model_info
         # The client first: bad credentials or TLS files stop the start here.
-        self._client = build_client(config, config.topic("status"), OFFLINE)
+        self._client = build_client(config, will=(config.topic("status"), OFFLINE))
         self.outbox = outbox or open_outbox(
             Path(config.state_dir),
             config.outbox.max_events,
@@ -53,7 +55,6 @@ class Publisher:
             config.outbox.synchronous,
         )
         self.connected = threading.Event()
-        self.refused = threading.Event()
         self.connections = 0
         self.events_published = 0
         self.events_unsaved = 0
@@ -78,6 +79,7 @@ class Publisher:
             discovery.birth_topic(config), self._on_home_assistant_status
         )
         self._failures = 0
+        self._lost_log = LogThrottle()
 
     def start(self) -> None:
         """Connect in the background; paho retries until the broker answers."""
@@ -100,15 +102,8 @@ class Publisher:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
         if reason.is_failure:
-            self.refused.set()
-            log.warning(
-                "MQTT broker %s refused the connection: %s; check mqtt.username, "
-                "the password and the broker's access rules",
-                self._config.mqtt.host,
-                reason,
-            )
+            log.warning("%s; retrying in the background", refusal(self._config, reason))
             return
-        self.refused.clear()
         self.connections += 1
         self._failures = 0
         log.info(
@@ -151,10 +146,8 @@ class Publisher:
         level = logging.WARNING if self._failures == 1 else logging.DEBUG
         log.log(
             level,
-            "MQTT broker %s:%d cannot be reached (attempt %d); check mqtt.host, "
-            "mqtt.port and, with TLS, the certificates; retrying in the background",
-            self._config.mqtt.host,
-            self._config.mqtt.port,
+            "%s (attempt %d); retrying in the background",
+            unreachable(self._config),
             self._failures,
         )
 
@@ -173,7 +166,7 @@ class Publisher:
         self._sender.wake()
 
     def publish_event(self, event: dict[str, Any]) -> None:
-        """Store an event in the outbox and have it sent; never blocks on the net."""
+        """Store an event in the outbox and have it sent; one SQLite commit."""
         pending = self.outbox.add(event)
         self.events_published += 1
         if pending.stored:
@@ -188,8 +181,15 @@ class Publisher:
             # The disk refused it: better sent without a copy than not at all.
             self._client.publish(self._events_topic, pending.payload, qos=1)
             self.events_unsaved += 1
-        else:
-            self.outbox.count_lost()
+            return
+        self.outbox.count_lost()
+        if self._lost_log.allow():
+            log.error(
+                "Event %s lost: the outbox cannot store it and the broker is "
+                "away; %d events dropped so far",
+                event.get("id"),
+                self.outbox.dropped(),
+            )
 
     def publish_heartbeat(self, heartbeat: dict[str, Any]) -> None:
         self._client.publish(
@@ -271,6 +271,7 @@ class _Sender:
         self._unremoved: list[int] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._failure_log = LogThrottle()
         self._thread = threading.Thread(
             target=self._run, name="outbox-sender", daemon=True
         )
@@ -298,8 +299,11 @@ class _Sender:
                 if self._connected.is_set():
                     self._send_live()
                     self._send_backlog()
-            except Exception:  # the sender must outlive any single failure
-                log.exception("Outbox sender failed; trying again")
+            except Exception as exc:  # the sender must outlive any failure
+                # Nothing is lost yet: the events stay in the outbox.
+                if self._failure_log.allow():
+                    log.warning("Outbox sender failed (%s); trying again", exc)
+                    log.debug("Outbox sender failure", exc_info=True)
 
     def _settle(self) -> None:
         """Remove acknowledged events from the outbox."""

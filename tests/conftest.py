@@ -9,6 +9,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,16 +81,29 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 
 @dataclass
 class Subscriber:
-    """A real MQTT client recording every message under a topic filter."""
+    """A real MQTT client recording every message under a topic filter.
+
+    With ``persistent`` the broker keeps its session and queues QoS 1 messages
+    while it is away: nothing is missed across a broker restart, as long as the
+    broker keeps its persistence file.
+    """
 
     port: int
     topic: str
+    persistent: bool = False
+    client_id: str = ""
     messages: list[tuple[str, bytes, bool]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         ready = threading.Event()
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-subscriber")
+        default_id = "durable-sub" if self.persistent else f"sub-{uuid.uuid4().hex}"
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id or default_id,
+            clean_session=not self.persistent,
+        )
+        client.reconnect_delay_set(1, 1)
 
         def on_connect(c: mqtt.Client, u: Any, f: Any, rc: Any, p: Any) -> None:
             c.subscribe(self.topic, qos=1)

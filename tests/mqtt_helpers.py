@@ -1,19 +1,18 @@
-"""Test helpers for the outbox and fault tests: a subscriber that survives a
-broker restart, certificates from the openssl CLI, and order checks."""
+"""Test helpers for the outbox and fault tests: a broker that keeps sessions,
+a disk that fills up, certificates from the openssl CLI, and order checks."""
 
 from __future__ import annotations
 
-import json
+import os
+import shutil
 import subprocess
-import threading
 import time
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+import pytest
 
 # Mosquitto keeps sessions and queued messages across a restart with these.
 PERSISTENT_BROKER = (
@@ -25,47 +24,38 @@ def persistent(directory: Path) -> str:
     return PERSISTENT_BROKER.format(dir=directory)
 
 
-class DurableSubscriber:
-    """A QoS 1 subscriber with a persistent session: it misses nothing while the
-    broker is down, as long as the broker keeps its persistence file."""
+@contextmanager
+def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``where``: a disk that really fills up."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs for a full-disk test needs root")
+    where.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
 
-    def __init__(self, port: int, topic: str, client_id: str = "durable-sub") -> None:
-        self.messages: list[tuple[str, bytes, bool]] = []
-        self.lock = threading.Lock()
-        ready = threading.Event()
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False
-        )
-        client.reconnect_delay_set(1, 1)
 
-        def on_connect(c: mqtt.Client, u: Any, f: Any, rc: Any, p: Any) -> None:
-            c.subscribe(topic, qos=1)
-
-        def on_subscribe(c: mqtt.Client, u: Any, mid: Any, rc: Any, p: Any) -> None:
-            ready.set()
-
-        def on_message(c: mqtt.Client, u: Any, m: mqtt.MQTTMessage) -> None:
-            with self.lock:
-                self.messages.append((m.topic, m.payload, bool(m.retain)))
-
-        client.on_connect = on_connect
-        client.on_subscribe = on_subscribe
-        client.on_message = on_message
-        client.connect("127.0.0.1", port)
-        client.loop_start()
-        assert ready.wait(5), "durable subscriber could not subscribe"
-        self.client = client
-
-    def payloads(self, leaf: str) -> list[bytes]:
-        with self.lock:
-            return [p for t, p, _ in self.messages if t.endswith("/" + leaf)]
-
-    def events(self) -> list[dict[str, Any]]:
-        return [json.loads(p) for p in self.payloads("events")]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+def fill(folder: Path) -> Path:
+    """Take every free byte of the file system that holds ``folder``."""
+    filler = folder / "filler"
+    handle = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(handle, b"\0" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
+    assert shutil.disk_usage(folder).free < 8192
+    return filler
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 20.0) -> bool:
@@ -97,52 +87,20 @@ def make_certificates(folder: Path) -> dict[str, Path]:
     """A CA, a server certificate for 127.0.0.1 and a client certificate."""
     folder.mkdir(parents=True, exist_ok=True)
     curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    days = ["-days", "2"]
 
     def run(*args: str) -> None:
         subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
 
-    run(
-        "req",
-        "-x509",
-        *curve,
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=mask-edge test CA",
-    )
+    ca = ["-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=mask-edge test CA"]
+    run("req", "-x509", *curve, *ca, *days)
     (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    signed_by_ca = ["-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial"]
     for name, subject in (("server", "/CN=127.0.0.1"), ("client", "/CN=kiosk")):
-        run(
-            "req",
-            *curve,
-            "-keyout",
-            f"{name}.key",
-            "-out",
-            f"{name}.csr",
-            "-subj",
-            subject,
-        )
-        run(
-            "x509",
-            "-req",
-            "-in",
-            f"{name}.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            f"{name}.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-        )
+        request = ["-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject]
+        run("req", *curve, *request)
+        certificate = ["-in", f"{name}.csr", "-out", f"{name}.crt", *days]
+        run("x509", "-req", *certificate, *signed_by_ca, "-extfile", "san.ext")
     return {
         name: folder / name
         for name in ("ca.crt", "server.crt", "server.key", "client.crt", "client.key")

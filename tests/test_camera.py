@@ -227,15 +227,16 @@ def agent_with_source(config: Path, uri: str, **source: object) -> AgentProcess:
     settings = yaml.safe_load(config.read_text())
     settings["source"] = {**settings.get("source", {}), **source}
     config.write_text(yaml.safe_dump(settings))
-    log = (config.parent / "agent.log").open("w")
     command = [sys.executable, "-m", "edge_agent", "run", "--config", str(config)]
-    return subprocess.Popen(
-        [*command, "--source", uri],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-        text=True,
-    )
+    # The child keeps its own copy of the file descriptor; ours can close.
+    with (config.parent / "agent.log").open("w") as log:
+        return subprocess.Popen(
+            [*command, "--source", uri],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            text=True,
+        )
 
 
 def camera_states(subscriber: Subscriber) -> list[str]:

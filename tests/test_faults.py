@@ -9,9 +9,7 @@ subscriber received. Tests compare the two, never a fixed number of events.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,13 +18,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from conftest import DATASET, ROOT, Broker, Subscriber, val_scene_names
 from mqtt_helpers import (
-    DurableSubscriber,
+    fill,
     longest_decreasing_run,
     persistent,
+    small_tmpfs,
     wait_until,
 )
 
@@ -99,7 +97,7 @@ def produced(log: Path) -> list[str]:
     return [m.group(1) for m in STORED.finditer(log.read_text(errors="replace"))]
 
 
-def delivered(listener: DurableSubscriber) -> list[dict[str, Any]]:
+def delivered(listener: Subscriber) -> list[dict[str, Any]]:
     return listener.events()
 
 
@@ -113,11 +111,11 @@ def first_arrivals(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return kept
 
 
-def durable_broker(tmp_path: Path, broker: Broker) -> DurableSubscriber:
+def durable_broker(tmp_path: Path, broker: Broker) -> Subscriber:
     broker.stop()
     broker.extra = persistent(tmp_path)
     broker.start()
-    return DurableSubscriber(broker.port, "mask-edge/+/events")
+    return Subscriber(broker.port, "mask-edge/+/events", persistent=True)
 
 
 def test_broker_outage_mid_stream_loses_nothing(
@@ -183,37 +181,6 @@ def test_sigkill_mid_stream_loses_nothing(
         f"produced {len(made)} ({left.group(1)} waiting at the kill), delivered "
         f"{len(events)} ({len(events) - len(kept)} duplicates removed by id)"
     )
-
-
-@contextmanager
-def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs for the full-disk test needs root")
-    where.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def fill(folder: Path) -> None:
-    """Take every free byte of the file system that holds ``folder``."""
-    handle = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            os.write(handle, b"\0" * 4096)
-    except OSError:
-        pass
-    finally:
-        os.close(handle)
-    assert shutil.disk_usage(folder).free < 8192
 
 
 def test_full_disk_drops_oldest_and_keeps_running(

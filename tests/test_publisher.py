@@ -4,6 +4,7 @@ Home Assistant discovery. No model is needed."""
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -15,7 +16,6 @@ import paho.mqtt.client as mqtt
 import pytest
 from conftest import Broker, Subscriber, free_port
 from mqtt_helpers import (
-    DurableSubscriber,
     longest_decreasing_run,
     make_certificates,
     persistent,
@@ -85,7 +85,7 @@ def test_backlog_drains_in_order_beside_live_events(
     broker.stop()
     broker.extra = persistent(tmp_path)
     broker.start()
-    listener = DurableSubscriber(broker.port, "mask-edge/+/events")
+    listener = Subscriber(broker.port, "mask-edge/+/events", persistent=True)
     broker.stop()
     config = settings(tmp_path, broker.port)
     config.outbox.drain_rate = 5
@@ -170,7 +170,9 @@ def check_discovery(device: dict[str, Any]) -> None:
         assert platforms[key] == "sensor"
     for label in LABELS:
         assert platforms[f"count_{label}"] == "sensor"
-        assert label in components[f"count_{label}"]["value_template"]
+        # One count per person (decisions), not per classified frame (verdicts).
+        template = components[f"count_{label}"]["value_template"]
+        assert f"value_json.decisions.{label}" in template
     unique = [c["unique_id"] for c in components.values()]
     assert len(set(unique)) == len(unique)
     assert components["compliance"]["event_types"] == list(LABELS)
@@ -228,7 +230,10 @@ def test_bad_tls_files_are_named(tmp_path: Path) -> None:
 
 
 def test_password_from_file_and_environment(
-    tmp_path: Path, broker: Broker, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    broker: Broker,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     passwords = tmp_path / "passwd"
     subprocess.run(
@@ -249,9 +254,13 @@ def test_password_from_file_and_environment(
     with running(by_env) as publisher:
         assert publisher.connected.wait(10)
     wrong = settings(tmp_path, broker.port, username="kiosk", password=WRONG_GUESS)
-    with running(wrong) as publisher:
-        assert publisher.refused.wait(10)
+    with (
+        caplog.at_level(logging.WARNING, logger="edge_agent.publisher"),
+        running(wrong) as publisher,
+    ):
+        assert wait_until(lambda: "refused the connection" in caplog.text, 10)
         assert not publisher.connected.is_set()
+    assert "check mqtt.username (kiosk), mqtt.password" in caplog.text
     with pytest.raises(ConfigError, match="NOT_SET_ANYWHERE is not set"):
         Publisher(settings(tmp_path, 1, username="k", password_env=UNSET_NAME), {})
 
