@@ -88,7 +88,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from edge_agent import mqtt_client
+
     config = load_config(args.config)
+    # Files and variables named by the config, as this user sees them.
+    mqtt_client.password(config.mqtt)
+    if config.mqtt.tls:
+        mqtt_client.tls_context(config.mqtt)
     source = without_credentials(config.source.uri)
     broker = f"{config.mqtt.host}:{config.mqtt.port}"
     print(

@@ -33,3 +33,9 @@ class DisplayError(AgentError):
     """The kiosk screen or the LED cannot be opened or driven."""
 
     exit_code = getattr(os, "EX_UNAVAILABLE", 69)
+
+
+class BrokerError(AgentError):
+    """The MQTT broker refused the connection or could not be reached."""
+
+    exit_code = getattr(os, "EX_UNAVAILABLE", 69)

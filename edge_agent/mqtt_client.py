@@ -12,17 +12,11 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.config import AgentConfig, MqttConfig
-from edge_agent.errors import AgentError, ConfigError
+from edge_agent.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 PROTOCOLS = {"3.1.1": mqtt.MQTTv311, "5": mqtt.MQTTv5}
-
-
-class BrokerError(AgentError):
-    """The MQTT broker refused the connection or could not be reached."""
-
-    exit_code = getattr(os, "EX_UNAVAILABLE", 69)
 
 
 def build_client(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +21,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from edge_agent.config import AgentConfig
-from edge_agent.mqtt_client import BrokerError, build_client, refusal, unreachable
+from edge_agent.errors import BrokerError
+from edge_agent.mqtt_client import build_client, refusal, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,9 @@ class _Watch:
         self._answered = threading.Event()  # connected, or refused
         self._done = threading.Event()
         self._refused: str | None = None
-        self._client = build_client(config, client_id=f"{config.client_id()}-watch")
+        # Each watcher its own id: two with one id would keep kicking each other off.
+        watcher_id = f"{config.client_id()}-watch-{os.getpid()}"
+        self._client = build_client(config, client_id=watcher_id)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message

@@ -171,3 +171,18 @@ def test_yaml_and_encoding_errors_are_one_line_with_the_file(tmp_path: Path) -> 
     latin = agent("check-config", str(path))
     assert latin.returncode == 78
     assert "is not UTF-8 text" in latin.stderr and "Traceback" not in latin.stderr
+
+
+def test_check_config_reads_the_files_the_broker_needs(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(
+        f"mqtt:\n  password_file: {tmp_path / 'missing-pw'}\n"
+        f"  tls: true\n  tls_ca_file: {tmp_path / 'ca.pem'}\n"
+    )
+    result = agent("check-config", str(path))
+    assert result.returncode == 78
+    assert "mqtt.password_file" in result.stderr and "missing-pw" in result.stderr
+    (tmp_path / "missing-pw").write_text("secret\n")
+    result = agent("check-config", str(path))
+    assert result.returncode == 78
+    assert "mqtt.tls_ca_file" in result.stderr and "ca.pem" in result.stderr

@@ -16,7 +16,7 @@ from conftest import ROOT, Broker, free_port, write_config
 from mqtt_helpers import wait_until
 
 from edge_agent.config import load_config
-from edge_agent.mqtt_client import BrokerError
+from edge_agent.errors import BrokerError
 from edge_agent.publisher import Publisher
 from edge_agent.watch import watch
 
