@@ -46,6 +46,7 @@ bench: $(BIN)/.convert
 	MASK_EDGE_SHARED=$(SHARED) $(BIN)/python bench/decisions.py
 	$(BIN)/python bench/outbox_cost.py
 	$(BIN)/python bench/camera_recovery.py
+	MASK_EDGE_SHARED=$(SHARED) $(BIN)/pytest -q -s tests/test_faults.py
 
 check-config: $(BIN)/.device
 	$(BIN)/edge-agent check-config config/agent.yaml

@@ -29,6 +29,7 @@ class SourceConfig:
         "0",
         "camera index or /dev/videoN, video file, image folder, "
         "or rtsp:// / http:// stream",
+        number_as_text=True,
     )
     folder_fps: float = _opt(
         2.0, "replay rate of an image folder; 0 = as fast as possible", min=0.0
@@ -84,7 +85,7 @@ class FrameQualityConfig:
         6.0, "frames with less grey-level spread look at a covered lens", min=0.0
     )
     frozen_after_s: float = _opt(
-        3.0, "seconds of identical frames after which the camera is frozen", min=0.0
+        1.0, "seconds of identical frames after which the camera is frozen", min=0.0
     )
 
 
@@ -330,6 +331,8 @@ def _fill(
             _fill(getattr(target, key), value_node, f"{prefix}{key}.", path, errors)
             continue
         value = yaml.safe_load(yaml.serialize(value_node))
+        if fields[key].metadata.get("number_as_text") and type(value) is int:
+            value = str(value)  # `uri: 0` means camera 0, as `uri: "0"` does
         problem = _check(value, kind, fields[key].metadata)
         if problem:
             errors.append(f"{where}: {problem}, got {value!r}")

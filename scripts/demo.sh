@@ -13,6 +13,9 @@ if [ ! -f "$DATA/splits/val.txt" ]; then
   exit 66
 fi
 mkdir -p "$SCENES"
+# The shipped config finds YuNet at ../shared; point it at SHARED wherever it is.
+CONFIG=build/demo.yaml
+sed "s#\.\./\.\./shared/#$(cd "$SHARED" && pwd)/#" config/agent.yaml > "$CONFIG"
 while read -r name; do
   ln -sf "$(cd "$DATA/images" && pwd)/$name.png" "$SCENES/$name.png"
 done < "$DATA/splits/val.txt"
@@ -37,10 +40,10 @@ else
 fi
 
 # Process substitution, so that $! is the watcher itself and cleanup stops it.
-"$BIN/edge-agent" watch --config config/agent.yaml \
+"$BIN/edge-agent" watch --config "$CONFIG" \
   > >(sed -u 's/^/[subscriber] /') &
 pids+=($!)
 sleep 0.5
-"$BIN/edge-agent" run --config config/agent.yaml --source "$SCENES" "$@"
+"$BIN/edge-agent" run --config "$CONFIG" --source "$SCENES" "$@"
 sleep 0.5
 echo "== the kiosk screen was drawn to build/screen/latest.png (now 'Out of service')"

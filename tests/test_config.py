@@ -186,3 +186,9 @@ def test_check_config_reads_the_files_the_broker_needs(tmp_path: Path) -> None:
     result = agent("check-config", str(path))
     assert result.returncode == 78
     assert "mqtt.tls_ca_file" in result.stderr and "ca.pem" in result.stderr
+
+
+def test_camera_index_may_be_written_as_a_number(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text("source:\n  uri: 2\n")
+    assert load_config(path).source.uri == "2"
