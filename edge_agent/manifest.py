@@ -90,6 +90,7 @@ def verify_file(manifest: Manifest) -> None:
         size = manifest.model_file.stat().st_size
         raise ModelError(
             f"model file {manifest.model_file} ({size} bytes) has sha256 "
-            f"{actual[:12]}..., but {manifest.path.name} says {manifest.sha256[:12]}...: "
+            f"{actual[:12]}..., but {manifest.path.name} says "
+            f"{manifest.sha256[:12]}...: "
             "the file is truncated, corrupt or not the packaged model"
         )
