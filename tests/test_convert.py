@@ -87,20 +87,25 @@ def _calibration_folder(tmp_path: Path, count: int = 24) -> Path:
     return folder
 
 
-def test_import_a_keras3_model(tmp_path: Path) -> None:
+def _small_keras_model(path: Path, size: int, outputs: int = 3) -> Path:
+    """Save an untrained Keras 3 classifier of the given input size."""
     import keras
 
     model = keras.Sequential(
         [
-            keras.Input((48, 48, 3)),
+            keras.Input((size, size, 3)),
             keras.layers.Conv2D(8, 3, activation="relu"),
             keras.layers.DepthwiseConv2D(3),
             keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(3, activation="softmax"),
+            keras.layers.Dense(outputs, activation="softmax"),
         ]
     )
-    path = tmp_path / "mine.keras"
     model.save(path)
+    return path
+
+
+def test_import_a_keras3_model(tmp_path: Path) -> None:
+    path = _small_keras_model(tmp_path / "mine.keras", 48)
     out = tmp_path / "imported"
     result = convert(
         "import",
@@ -168,17 +173,7 @@ def test_import_a_legacy_keras2_h5_model(tmp_path: Path) -> None:
 
 
 def test_import_refuses_mismatched_labels(tmp_path: Path) -> None:
-    import keras
-
-    model = keras.Sequential(
-        [
-            keras.Input((32, 32, 3)),
-            keras.layers.Flatten(),
-            keras.layers.Dense(3, activation="softmax"),
-        ]
-    )
-    path = tmp_path / "three.keras"
-    model.save(path)
+    path = _small_keras_model(tmp_path / "three.keras", 32)
     result = convert(
         "import",
         str(path),
@@ -195,18 +190,7 @@ def test_import_refuses_mismatched_labels(tmp_path: Path) -> None:
 
 
 def test_quality_gate_refuses_to_publish(tmp_path: Path) -> None:
-    import keras
-
-    model = keras.Sequential(
-        [
-            keras.Input((32, 32, 3)),
-            keras.layers.Conv2D(4, 3),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(3, activation="softmax"),
-        ]
-    )
-    path = tmp_path / "mine.keras"
-    model.save(path)
+    path = _small_keras_model(tmp_path / "mine.keras", 32)
     out = tmp_path / "published"
     # A negative limit is stricter than any real drop: the gate must refuse.
     result = convert(
