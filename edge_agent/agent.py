@@ -192,7 +192,7 @@ class Agent:
             return
         if self._failed_frames:
             self._failed_frames = 0
-            self.kiosk.indicator.idle()
+            self.kiosk.recovered()
 
     def _watch_camera(self) -> None:
         """Report a change of the camera's state: heartbeat, topic, screen, systemd."""

@@ -60,6 +60,10 @@ class Kiosk:
     def fault(self) -> None:
         self.indicator.fault()
 
+    def recovered(self) -> None:
+        """Frames are processed again after a fault."""
+        self.indicator.idle()
+
     def state(self) -> dict[str, Any]:
         """What the heartbeat reports of the screen and LED."""
         return {
